@@ -1,0 +1,1 @@
+"""Activity events, rollups, leaderboards and backfills: the catalogue's analytics jobs."""

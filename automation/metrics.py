@@ -1,0 +1,69 @@
+"""Prometheus metrics of job runs, shared by every worker process (multiprocess mode).
+
+Labels are job and queue only: a label per community would multiply series by the
+number of tenants. Per-community history lives in JobRun.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+JOB_DURATION = Histogram(
+    "automation_job_duration_seconds",
+    "Wall time of finished job runs.",
+    ["job", "queue", "status"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+)
+JOB_RUNS = Counter(
+    "automation_job_runs_total", "Finished job runs by outcome.", ["job", "queue", "status"]
+)
+JOB_FAILURES = Counter(
+    "automation_job_failures_total", "Job runs that failed or timed out.", ["job", "queue"]
+)
+JOB_LAST_SUCCESS = Gauge(
+    "automation_job_last_success_timestamp_seconds",
+    "Unix time of the last successful run of the job (any community).",
+    ["job", "queue"],
+    multiprocess_mode="max",
+)
+JOB_RETRIES = Counter(
+    "automation_job_retries_total", "Attempts scheduled again after a retryable error.",
+    ["job", "queue"],
+)
+
+
+def observe_finished_run(job: str, queue: str, status: str, duration: float | None,
+                         finished_timestamp: float) -> None:
+    JOB_RUNS.labels(job, queue, status).inc()
+    if duration is not None:
+        JOB_DURATION.labels(job, queue, status).observe(duration)
+    if status in ("failed", "timed_out"):
+        JOB_FAILURES.labels(job, queue).inc()
+    if status == "succeeded":
+        JOB_LAST_SUCCESS.labels(job, queue).set(finished_timestamp)
+
+
+def observe_retry(job: str, queue: str) -> None:
+    JOB_RETRIES.labels(job, queue).inc()
+
+
+def render_latest() -> tuple[bytes, str]:
+    """All processes' samples, merged from the multiprocess directory."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker process's live gauges (its counters stay summed)."""
+    multiprocess.mark_process_dead(pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])

@@ -1,0 +1,170 @@
+"""The job registry: the one list of tenant jobs that the sync, admin and commands read.
+
+A job is a plain function `(community, now, **params) -> summary` declared with
+`@tenant_job(...)`; the declaration also creates its Celery task (see tasks.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django import forms
+
+from .cron import validate_cron
+
+QUEUES = ("automation", "notifications", "billing")
+CATEGORIES = ("notifications", "engagement", "billing", "moderation", "maintenance",
+              "integrations", "analytics", "testing")
+
+JobFunction = Callable[..., dict[str, Any]]
+
+
+class NoParams(forms.Form):
+    """Params form for jobs that take none."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    func: JobFunction = field(repr=False)
+    description: str
+    category: str
+    queue: str
+    default_cron: str | None  # None: on demand only
+    soft_time_limit: int
+    time_limit: int
+    max_retries: int
+    backoff_base: float
+    backoff_cap: float
+    params_form: type[forms.Form] = NoParams
+
+    @property
+    def scheduled(self) -> bool:
+        return self.default_cron is not None
+
+    @property
+    def lock_ttl(self) -> int:
+        from django.conf import settings
+
+        return self.time_limit + settings.AUTOMATION_LOCK_MARGIN_SECONDS
+
+    def clean_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Validate params with the job's form; unknown keys are refused, not ignored."""
+        from .errors import InvalidJobParams
+
+        params = dict(params or {})
+        form = self.params_form(data=params)
+        unknown = sorted(set(params) - set(form.fields))
+        errors: dict[str, list[str]] = {}
+        if unknown:
+            errors["__all__"] = [f"unknown params: {', '.join(unknown)}"]
+        if not form.is_valid():
+            for name, msgs in form.errors.items():
+                errors.setdefault(name, []).extend(msgs)
+        if errors:
+            raise InvalidJobParams(errors)
+        # Only what the caller gave plus the form's declared initial values.
+        cleaned = {}
+        for name, fld in form.fields.items():
+            if name in params:
+                cleaned[name] = form.cleaned_data[name]
+            elif fld.initial is not None:
+                cleaned[name] = fld.initial
+        return cleaned
+
+
+_registry: dict[str, JobSpec] = {}
+
+
+class UnknownJob(KeyError):
+    def __str__(self) -> str:
+        known = ", ".join(sorted(_registry)) or "none"
+        return f"unknown job {self.args[0]!r} (registered: {known})"
+
+
+def tenant_job(
+    *,
+    name: str,
+    description: str,
+    category: str,
+    queue: str = "automation",
+    cron: str | None = None,
+    soft_time_limit: int = 300,
+    time_limit: int | None = None,
+    max_retries: int = 3,
+    backoff_base: float = 30.0,
+    backoff_cap: float = 900.0,
+    params_form: type[forms.Form] = NoParams,
+) -> Callable[[JobFunction], JobFunction]:
+    """Declare a tenant job and create the Celery task that runs it."""
+    if queue not in QUEUES:
+        raise ValueError(f"job {name}: queue must be one of {QUEUES}, not {queue!r}")
+    if category not in CATEGORIES:
+        raise ValueError(f"job {name}: category must be one of {CATEGORIES}")
+    if cron is not None:
+        validate_cron(cron)
+    hard = time_limit if time_limit is not None else soft_time_limit + 60
+    if hard <= soft_time_limit:
+        raise ValueError(f"job {name}: time_limit must exceed soft_time_limit")
+
+    def register(func: JobFunction) -> JobFunction:
+        existing = _registry.get(name)
+        if existing is not None and existing.func is not func:
+            qualname = f"{existing.func.__module__}.{existing.func.__qualname__}"
+            raise ValueError(f"job {name!r} is already registered by {qualname}")
+        spec = JobSpec(
+            name=name,
+            func=func,
+            description=description,
+            category=category,
+            queue=queue,
+            default_cron=cron,
+            soft_time_limit=soft_time_limit,
+            time_limit=hard,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            params_form=params_form,
+        )
+        _registry[name] = spec
+        from .tasks import make_job_task
+
+        func.task = make_job_task(spec)
+        func.spec = spec
+        return func
+
+    return register
+
+
+def get_job(name: str) -> JobSpec:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownJob(name) from None
+
+
+def all_jobs() -> list[JobSpec]:
+    return sorted(_registry.values(), key=lambda spec: spec.name)
+
+
+def scheduled_jobs() -> list[JobSpec]:
+    return [spec for spec in all_jobs() if spec.scheduled]
+
+
+def is_registered(name: str) -> bool:
+    return name in _registry
+
+
+def autodiscover(app_names: list[str], extra_modules: list[str]) -> None:
+    """Import every app's `jobs` module (or package) so their decorators run."""
+    for app_name in app_names:
+        try:
+            importlib.import_module(f"{app_name}.jobs")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{app_name}.jobs":
+                raise
+    for module in extra_modules:
+        importlib.import_module(module)

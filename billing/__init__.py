@@ -1,0 +1,1 @@
+"""Subscriptions, invoices and dunning through Stripe: the catalogue's billing jobs live here."""

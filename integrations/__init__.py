@@ -1,0 +1,1 @@
+"""Community integrations (outgoing webhooks) and their health monitor job."""

@@ -1,0 +1,1 @@
+"""Content flags and their SLA escalation: the catalogue's moderation jobs live here."""

@@ -1,0 +1,1 @@
+"""Member notifications (email, push, digests): the catalogue's notification jobs live here."""
