@@ -53,6 +53,7 @@ def test_flaky(community, now, failures=2):
     name="test_broken",
     description="Raises a programming error: fails at once, no retry.",
     category="testing",
+    cron="0 * * * *",
     max_retries=3,
     backoff_base=0.2,
 )

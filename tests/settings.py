@@ -18,3 +18,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Static files are served from the finders in tests; nothing is collected.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,170 @@
+"""Admin for settings, runs and the tenant-derived beat rows."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django_celery_beat.admin import PeriodicTaskAdmin as StockPeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
+
+from .errors import InvalidJobParams
+from .models import CommunityAutomationSetting, JobRun
+from .registry import all_jobs
+from .runs import enqueue_run
+from .schedules import is_tenant_task
+
+
+def job_choices() -> list[tuple[str, str]]:
+    return [(spec.name, spec.name) for spec in all_jobs()]
+
+
+class CommunityAutomationSettingForm(forms.ModelForm):
+    job_name = forms.ChoiceField(choices=job_choices)
+
+    class Meta:
+        model = CommunityAutomationSetting
+        fields = ["job_name", "enabled", "cron_override", "params"]
+
+
+class ScheduleColumns:
+    """Read-only columns shared by the inline and the settings list."""
+
+    @admin.display(description="schedule")
+    def schedule(self, obj: CommunityAutomationSetting) -> str:
+        if not obj.pk:
+            return "-"
+        cron = obj.cron
+        return f"{cron} ({obj.cron_description()})" if cron else "on demand"
+
+    @admin.display(description="next run")
+    def next_run(self, obj: CommunityAutomationSetting) -> str:
+        if not obj.pk:
+            return "-"
+        fire = obj.next_run(timezone.now())
+        if fire is None:
+            return "-"
+        local = fire.astimezone(obj.community.tzinfo)
+        return f"{local:%Y-%m-%d %H:%M %Z} ({fire:%H:%M} UTC)"
+
+
+class CommunityAutomationSettingInline(ScheduleColumns, admin.TabularInline):
+    model = CommunityAutomationSetting
+    form = CommunityAutomationSettingForm
+    fields = ["job_name", "enabled", "cron_override", "schedule", "next_run", "params"]
+    readonly_fields = ["schedule", "next_run"]
+    extra = 0
+
+
+@admin.register(CommunityAutomationSetting)
+class CommunityAutomationSettingAdmin(ScheduleColumns, admin.ModelAdmin):
+    form = CommunityAutomationSettingForm
+    list_display = ["job_name", "community", "enabled", "schedule", "next_run", "updated_at",
+                    "updated_by"]
+    list_filter = ["job_name", "enabled", "community"]
+    list_editable = ["enabled"]
+    search_fields = ["job_name", "community__name", "community__slug"]
+    list_select_related = ["community", "updated_by"]
+    readonly_fields = ["schedule", "next_run", "updated_at", "updated_by"]
+    actions = ["run_now"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Run now (manual trigger)")
+    def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        now = timezone.now()
+        queued = 0
+        for setting in queryset.select_related("community"):
+            try:
+                enqueue_run(setting.spec, setting.community, trigger=JobRun.Trigger.MANUAL,
+                            now=now)
+                queued += 1
+            except InvalidJobParams as exc:
+                self.message_user(request, f"{setting}: {exc}", messages.ERROR)
+        if queued:
+            self.message_user(request, f"Queued {queued} run(s); see Job runs.", messages.SUCCESS)
+
+
+@admin.register(JobRun)
+class JobRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "job_name", "community", "trigger", "status_badge", "scheduled_for",
+                    "started_at", "duration", "attempts", "short_error"]
+    list_filter = ["job_name", "status", "trigger", "community", "created_at"]
+    search_fields = ["job_name", "community__slug", "celery_task_id", "error_message"]
+    date_hierarchy = "created_at"
+    list_select_related = ["community"]
+    list_per_page = 50
+    show_full_result_count = False  # COUNT(*) over a large run table on every page is slow
+
+    STATUS_COLOURS = {
+        "succeeded": "#2e7d32", "failed": "#c62828", "timed_out": "#ef6c00",
+        "skipped": "#757575", "running": "#1565c0", "queued": "#6a1b9a",
+    }
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: JobRun) -> str:
+        label = obj.status + (f" ({obj.skip_reason})" if obj.skip_reason else "")
+        return format_html('<b style="color:{}">{}</b>', self.STATUS_COLOURS[obj.status], label)
+
+    @admin.display(description="duration", ordering="duration_seconds")
+    def duration(self, obj: JobRun) -> str:
+        return f"{obj.duration_seconds:.2f}s" if obj.duration_seconds is not None else "-"
+
+    @admin.display(description="error")
+    def short_error(self, obj: JobRun) -> str:
+        return (obj.error_message[:80] + "…") if len(obj.error_message) > 80 else obj.error_message
+
+
+admin.site.unregister(PeriodicTask)
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(StockPeriodicTaskAdmin):
+    """Beat rows; those derived from community settings are read-only here."""
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and is_tenant_task(obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and is_tenant_task(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def _only_hand_made(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        tenant_rows = [task.pk for task in queryset if is_tenant_task(task)]
+        if tenant_rows:
+            self.message_user(
+                request,
+                f"{len(tenant_rows)} community job row(s) left unchanged: change those through "
+                "the community's automation settings.",
+                messages.WARNING,
+            )
+        return queryset.exclude(pk__in=tenant_rows)
+
+    def enable_tasks(self, request, queryset):
+        return super().enable_tasks(request, self._only_hand_made(request, queryset))
+
+    def disable_tasks(self, request, queryset):
+        return super().disable_tasks(request, self._only_hand_made(request, queryset))
+
+    def toggle_tasks(self, request, queryset):
+        return super().toggle_tasks(request, self._only_hand_made(request, queryset))
+
+    def run_tasks(self, request, queryset):
+        return super().run_tasks(request, self._only_hand_made(request, queryset))
+
+    def delete_queryset(self, request, queryset):
+        return super().delete_queryset(request, self._only_hand_made(request, queryset))

@@ -1,0 +1,19 @@
+from django.core.exceptions import ObjectDoesNotExist
+
+from .models import Community
+
+
+class CommunityNotFound(ObjectDoesNotExist):
+    pass
+
+
+def find_community(reference: str | int) -> Community:
+    """A community by numeric id or by slug, as operators type it on the command line."""
+    text = str(reference).strip()
+    query = Community.objects.filter(pk=int(text)) if text.isdigit() else None
+    community = query.first() if query is not None else None
+    if community is None:
+        community = Community.objects.filter(slug=text).first()
+    if community is None:
+        raise CommunityNotFound(f"no community with id or slug {text!r}")
+    return community
