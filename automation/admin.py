@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zoneinfo
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -44,10 +46,13 @@ class ScheduleColumns:
     def next_run(self, obj: CommunityAutomationSetting) -> str:
         if not obj.pk:
             return "-"
-        fire = obj.next_run(timezone.now())
+        try:
+            fire = obj.next_run(timezone.now())
+            local = fire.astimezone(obj.community.tzinfo) if fire else None
+        except zoneinfo.ZoneInfoNotFoundError:
+            return "-"  # the form is being redisplayed with an invalid timezone
         if fire is None:
             return "-"
-        local = fire.astimezone(obj.community.tzinfo)
         return f"{local:%Y-%m-%d %H:%M %Z} ({fire:%H:%M} UTC)"
 
 

@@ -40,7 +40,9 @@ def validate_cron(expression: str) -> str:
         )
     if not croniter.is_valid(normalised):
         raise ValidationError(
-            "%(value)r is not a valid cron expression.", code="invalid", params={"value": expression}
+            "%(value)r is not a valid cron expression.",
+            code="invalid",
+            params={"value": expression},
         )
     try:
         # Beat parses the same fields with Celery's crontab: refuse what it would reject.
@@ -64,7 +66,7 @@ def describe_cron(expression: str) -> str:
     """A human-readable sentence, e.g. 'At 12:00 PM'."""
     try:
         return get_description(expression)
-    except Exception:  # noqa: BLE001 - descriptions are cosmetic; never fail a page on one
+    except Exception:
         return expression
 
 

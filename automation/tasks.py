@@ -52,7 +52,7 @@ class JobTask(Task):
     acks_late = True
     typing = True
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: ANN001 - Celery's API
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
         # A hard time limit kills the pool process; the worker's main process reports it
         # here, and this is the only place left to close the run record and the lock.
         if isinstance(exc, TimeLimitExceeded):

@@ -63,7 +63,9 @@ class Member(models.Model):
     class Meta:
         ordering = ["community", "display_name"]
         constraints = [
-            models.UniqueConstraint(fields=["community", "email"], name="member_email_per_community")
+            models.UniqueConstraint(
+                fields=["community", "email"], name="member_email_per_community"
+            )
         ]
         indexes = [models.Index(fields=["community", "last_active_at"])]
 

@@ -10,7 +10,7 @@ os.environ.setdefault("AUTOMATION_EXTRA_JOB_MODULES", "tests.jobs")
 # One fresh metrics directory per test session, shared with the worker subprocess.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="automation-metrics-"))
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -44,5 +44,6 @@ class Command(BaseCommand):
             ))
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(COLUMNS))]
         for row in rows:
-            line = "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            cells = zip(row, widths, strict=True)
+            line = "  ".join(str(cell).ljust(width) for cell, width in cells)
             self.stdout.write(line.rstrip())

@@ -1,0 +1,69 @@
+"""`automation_schedule_list` output, pinned to an injected instant."""
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from communities.models import Community
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EXPECTED = """\
+job          community  cron         timezone          enabled  next_run_utc      next_run_local
+test_broken  acme       0 * * * *    America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
+test_flaky   acme       on demand    America/New_York  yes      -                 -
+test_sleep   acme       0 12 * * *   America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
+test_broken  kolkata    0 * * * *    Asia/Kolkata      no       -                 -
+test_flaky   kolkata    on demand    Asia/Kolkata      yes      -                 -
+test_sleep   kolkata    */5 * * * *  Asia/Kolkata      yes      2026-07-01 15:50  2026-07-01 21:20 IST
+"""
+
+
+@pytest.fixture
+def configured(community: Community, other_community: Community) -> None:
+    noon = community.automation_settings.get(job_name="test_sleep")
+    noon.cron_override = "0 12 * * *"
+    noon.save()
+    off = other_community.automation_settings.get(job_name="test_broken")
+    off.enabled = False
+    off.save()
+
+
+def rows_of_test_jobs(output: str) -> str:
+    """The header and the test jobs' rows, columns re-aligned among themselves.
+
+    Real jobs are listed too and widen the columns as the catalogue grows; the snapshot
+    pins the test jobs, whose schedules are fixed.
+    """
+    lines = output.splitlines()
+    rows = [re.split(r"  +", line.strip()) for line in lines[:1] + lines[1:]
+            if line is lines[0] or line.startswith("test_")]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        + "\n"
+        for row in rows
+    )
+
+
+def test_schedule_list_snapshot(configured) -> None:
+    """Jobs, cron, zone, enabled and next fire in UTC and local time, in a stable layout."""
+    out = StringIO()
+    call_command("automation_schedule_list", "--now", "2026-07-01T15:47:00+00:00", stdout=out)
+    assert rows_of_test_jobs(out.getvalue()) == EXPECTED
+
+
+def test_schedule_list_for_one_community(configured) -> None:
+    out = StringIO()
+    call_command("automation_schedule_list", "--community", "kolkata",
+                 "--now", "2026-07-01T15:47:00+00:00", stdout=out)
+    assert "acme" not in out.getvalue()
+    assert "kolkata" in out.getvalue()
+
+
+def test_schedule_list_refuses_a_naive_now(db) -> None:
+    with pytest.raises(CommandError, match="ISO 8601 instant with offset"):
+        call_command("automation_schedule_list", "--now", "2026-07-01 12:00")
