@@ -7,7 +7,9 @@ number of tenants. Per-community history lives in JobRun.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from django.conf import settings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -57,10 +59,21 @@ def observe_retry(job: str, queue: str) -> None:
     JOB_RETRIES.labels(job, queue).inc()
 
 
+class _AllHostsCollector:
+    """Merges the sample files of every process on every host under METRICS_DIR."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def collect(self):  # noqa: ANN201 - prometheus-client's collector protocol
+        files = sorted(str(path) for path in self.root.glob("**/*.db"))
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
 def render_latest() -> tuple[bytes, str]:
-    """All processes' samples, merged from the multiprocess directory."""
+    """All processes' samples, merged, in the Prometheus text format."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    registry.register(_AllHostsCollector(Path(settings.METRICS_DIR)))
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -5,6 +5,7 @@ what `scripts/run` provides on a bare machine.
 """
 
 import os
+import socket
 from pathlib import Path
 
 import environ
@@ -149,13 +150,16 @@ AUTOMATION_LOCK_MARGIN_SECONDS = env.int("AUTOMATION_LOCK_MARGIN_SECONDS", defau
 # tests, the demo). Private, link-local and metadata addresses are never allowed.
 WEBHOOKS_ALLOW_LOOPBACK = env.bool("WEBHOOKS_ALLOW_LOOPBACK", default=False)
 
-# prometheus-client's multiprocess mode reads this variable when it is first imported, so
-# it is set here, before any metric module loads.
-PROMETHEUS_MULTIPROC_DIR = env(
-    "PROMETHEUS_MULTIPROC_DIR", default=str(BASE_DIR / "var" / "prometheus")
-)
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+# Prometheus multiprocess mode: every process writes its samples to files that /metrics
+# merges. METRICS_DIR is shared by web and workers; each host (container) writes into its
+# own subdirectory, because process ids repeat across containers. prometheus-client reads
+# PROMETHEUS_MULTIPROC_DIR when first imported, so it is set here, before any metric loads.
+METRICS_DIR = Path(env("METRICS_DIR", default=str(BASE_DIR / "var" / "prometheus")))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR / socket.gethostname()))
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+# Bearer token Prometheus must send to /metrics; empty leaves it open (private networks).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

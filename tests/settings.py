@@ -8,7 +8,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 os.environ.setdefault("AUTOMATION_EXTRA_JOB_MODULES", "tests.jobs")
 # One fresh metrics directory per test session, shared with the worker subprocess.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="automation-metrics-"))
+os.environ.setdefault("METRICS_DIR", tempfile.mkdtemp(prefix="automation-metrics-"))
 
 from config.settings import *  # noqa: F403
 

@@ -1,0 +1,57 @@
+"""A local HTTP endpoint for the demo's webhooks: healthy, slow and broken paths."""
+
+import json
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+from django.utils import timezone
+
+from integrations.delivery import verify_signature
+from integrations.models import Webhook
+
+RESPONSES = {"/hooks/healthy": (200, 0.0), "/hooks/slow": (200, 1.5), "/hooks/broken": (500, 0.0)}
+
+
+class DemoReceiver(BaseHTTPRequestHandler):
+    server_version = "DemoReceiver/1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, pause = RESPONSES.get(self.path, (404, 0.0))
+        verified = self._verified(body)
+        if status == 200 and not verified:
+            status = 401
+        time.sleep(pause)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps({"verified": verified}).encode())
+
+    def _verified(self, body: bytes) -> bool:
+        close_old_connections()
+        try:
+            webhook_id = json.loads(body)["webhook_id"]
+            secret = Webhook.objects.values_list("signing_secret", flat=True).get(pk=webhook_id)
+        except (ValueError, KeyError, TypeError, Webhook.DoesNotExist):
+            return False
+        return verify_signature(
+            secret, self.headers.get("X-Webhook-Signature", ""), body, now=timezone.now()
+        )
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        self.server.command.stdout.write(f"receiver: {self.address_string()} {format % args}")
+
+
+class Command(BaseCommand):
+    help = "Serve the demo's webhook endpoints on 127.0.0.1 (verifies signatures)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--port", type=int, default=8099)
+
+    def handle(self, *args, port: int, **options) -> None:
+        server = ThreadingHTTPServer(("127.0.0.1", port), DemoReceiver)
+        server.command = self
+        self.stdout.write(f"demo webhook receiver on http://127.0.0.1:{port}/hooks/")
+        server.serve_forever()
