@@ -65,7 +65,7 @@ class _AllHostsCollector:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def collect(self):  # noqa: ANN201 - prometheus-client's collector protocol
+    def collect(self):
         files = sorted(str(path) for path in self.root.glob("**/*.db"))
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 

@@ -40,7 +40,7 @@ class DemoReceiver(BaseHTTPRequestHandler):
             secret, self.headers.get("X-Webhook-Signature", ""), body, now=timezone.now()
         )
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args) -> None:
         self.server.command.stdout.write(f"receiver: {self.address_string()} {format % args}")
 
 
