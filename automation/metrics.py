@@ -18,7 +18,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+
+# prometheus-client picks single- or multi-process storage when first imported, and the
+# celery command imports it before Django settings export PROMETHEUS_MULTIPROC_DIR. Pick
+# again now that the variable is set, before any metric of ours is created.
+values.ValueClass = values.get_value_class()
 
 JOB_DURATION = Histogram(
     "automation_job_duration_seconds",

@@ -7,7 +7,7 @@ cd "$ROOT"
 PYTHON="${PYTHON:-}"
 if [ -z "$PYTHON" ]; then
   for candidate in python3.13 python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'pass' 2>/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
       PYTHON="$candidate"; break
     fi
   done
