@@ -59,3 +59,23 @@ def test_flaky(community, now, failures=2):
 )
 def test_broken(community, now):
     raise ValueError("bad data in community settings")
+
+
+@tenant_job(
+    name="test_stubborn",
+    description="Ignores its soft time limit, so only the hard limit stops it.",
+    category="testing",
+    soft_time_limit=1,
+    time_limit=2,
+    max_retries=0,
+)
+def test_stubborn(community, now):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.1)
+        except SoftTimeLimitExceeded:
+            continue
+    return {"finished": True}

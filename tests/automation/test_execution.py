@@ -176,3 +176,14 @@ def test_non_retryable_error_fails_at_once(worker, community: Community) -> None
     assert run.status == JobRun.Status.FAILED
     assert run.attempts == 1
     assert (run.error_type, run.error_message) == ("ValueError", "bad data in community settings")
+
+
+def test_hard_time_limit_kills_and_records_timed_out(worker, community: Community) -> None:
+    """A job that ignores its soft limit is killed at the hard limit; the run and lock close."""
+    run = finished(start("test_stubborn", community), timeout=30)
+    assert run.status == JobRun.Status.TIMED_OUT
+    assert run.error_type == "TimeLimitExceeded"
+    assert "hard time limit of 2s" in run.error_message
+    assert RunLock(get_redis(), "test_stubborn", community.pk, ttl=1, token="x").owner() is None
+    # The pool replaced the killed process: the next run goes through.
+    assert finished(start("test_sleep", community)).status == JobRun.Status.SUCCEEDED

@@ -12,13 +12,15 @@ from communities.models import Community
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXPECTED = """\
-job          community  cron         timezone          enabled  next_run_utc      next_run_local
-test_broken  acme       0 * * * *    America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
-test_flaky   acme       on demand    America/New_York  yes      -                 -
-test_sleep   acme       0 12 * * *   America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
-test_broken  kolkata    0 * * * *    Asia/Kolkata      no       -                 -
-test_flaky   kolkata    on demand    Asia/Kolkata      yes      -                 -
-test_sleep   kolkata    */5 * * * *  Asia/Kolkata      yes      2026-07-01 15:50  2026-07-01 21:20 IST
+job            community  cron         timezone          enabled  next_run_utc      next_run_local
+test_broken    acme       0 * * * *    America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
+test_flaky     acme       on demand    America/New_York  yes      -                 -
+test_sleep     acme       0 12 * * *   America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
+test_stubborn  acme       on demand    America/New_York  yes      -                 -
+test_broken    kolkata    0 * * * *    Asia/Kolkata      no       -                 -
+test_flaky     kolkata    on demand    Asia/Kolkata      yes      -                 -
+test_sleep     kolkata    */5 * * * *  Asia/Kolkata      yes      2026-07-01 15:50  2026-07-01 21:20 IST
+test_stubborn  kolkata    on demand    Asia/Kolkata      yes      -                 -
 """
 
 
