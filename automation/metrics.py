@@ -48,6 +48,23 @@ JOB_RETRIES = Counter(
     "automation_job_retries_total", "Attempts scheduled again after a retryable error.",
     ["job", "queue"],
 )
+JOB_ITEMS = Counter(
+    "automation_job_items_total",
+    "Counts reported in the summaries of successful runs (sent, skipped, charged, ...).",
+    ["job", "queue", "item"],
+)
+
+
+def observe_summary(job: str, queue: str, summary: dict) -> None:
+    """Add each top-level count of a run's summary to its counter.
+
+    Only non-negative numbers count; nested details stay in the run record, so the series
+    per job are bounded by the keys its summary declares.
+    """
+    for item, value in summary.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            continue
+        JOB_ITEMS.labels(job, queue, str(item)[:64]).inc(value)
 
 
 def observe_finished_run(job: str, queue: str, status: str, duration: float | None,

@@ -25,7 +25,7 @@ from .connections import get_redis
 from .cron import previous_fire_time
 from .errors import InvalidJobParams, RetryableJobError, is_retryable
 from .locks import RunLock
-from .metrics import observe_finished_run, observe_retry
+from .metrics import observe_finished_run, observe_retry, observe_summary
 from .models import CommunityAutomationSetting, JobRun
 from .registry import JobSpec, get_job
 
@@ -119,6 +119,8 @@ def _finish(run: JobRun, spec: JobSpec, status: str, *, now: datetime, **fields:
         setattr(run, name, value)
     run.save()
     observe_finished_run(spec.name, spec.queue, status, run.duration_seconds, now.timestamp())
+    if status == JobRun.Status.SUCCEEDED and isinstance(run.result, dict):
+        observe_summary(spec.name, spec.queue, run.result)
     logger.info("job %s community=%s run=%s %s %s", spec.name, run.community_id, run.pk,
                 status, run.skip_reason or run.error_message[:200])
     return status

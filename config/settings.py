@@ -100,6 +100,44 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
+
+def object_storage(name: str) -> dict:
+    """An S3 bucket when <NAME>_S3_BUCKET is set, else a local directory under var/.
+
+    Archives and the analytics warehouse are written under deterministic keys so that a
+    re-run overwrites its own object; both backends are told to overwrite, not rename.
+    """
+    bucket = env(f"{name.upper()}_S3_BUCKET", default="")
+    if bucket:
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+                "region_name": env("AWS_S3_REGION_NAME", default=None),
+                "file_overwrite": True,
+                "default_acl": None,
+                "querystring_auth": False,
+            },
+        }
+    return {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": env(f"{name.upper()}_DIR", default=str(BASE_DIR / "var" / name)),
+            "allow_overwrite": True,
+        },
+    }
+
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # gzip JSON Lines archives of members and content past retention, with manifests.
+    "archive": object_storage("archive"),
+    # The analytics warehouse sink: partitioned JSON Lines written by backfill replays.
+    "warehouse": object_storage("warehouse"),
+}
+
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", default="127.0.0.1")
 EMAIL_PORT = env.int("EMAIL_PORT", default=1025)
@@ -157,6 +195,24 @@ WEBHOOKS_ALLOW_LOOPBACK = env.bool("WEBHOOKS_ALLOW_LOOPBACK", default=False)
 METRICS_DIR = Path(env("METRICS_DIR", default=str(BASE_DIR / "var" / "prometheus")))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR / socket.gethostname()))
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+# --- External services of the catalogue ------------------------------------------
+# Stripe: the secret key and the webhook endpoint's signing secret. STRIPE_API_BASE points
+# the SDK elsewhere (a local Stripe-speaking server in tests and the demo).
+STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+# Dunning policy: days after the first failure on which payment is retried again.
+BILLING_RETRY_DAYS = env.list("BILLING_RETRY_DAYS", cast=int, default=[1, 3, 5, 7])
+
+# Slack incoming webhook of the Trust & Safety channel that moderation escalates to.
+TRUST_SAFETY_SLACK_WEBHOOK_URL = env("TRUST_SAFETY_SLACK_WEBHOOK_URL", default="")
+# Base URL of this site, for links in emails and Slack messages.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+
+# Push provider (FCM/Web Push style HTTP API): POST {token, title, body, data}.
+PUSH_PROVIDER_URL = env("PUSH_PROVIDER_URL", default="")
+PUSH_PROVIDER_TOKEN = env("PUSH_PROVIDER_TOKEN", default="")
 
 # Bearer token Prometheus must send to /metrics; empty leaves it open (private networks).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")

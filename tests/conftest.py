@@ -15,6 +15,8 @@ from django.conf import settings
 from automation.connections import get_redis
 from communities.models import Community
 
+from .servers import HttpServer, Receiver, SmtpServer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,6 +34,70 @@ def community(db) -> Community:
 @pytest.fixture
 def other_community(db) -> Community:
     return Community.objects.create(name="Kolkata Coders", slug="kolkata", timezone="Asia/Kolkata")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local HTTP server; program its answers through the returned Receiver."""
+    server = HttpServer().start()
+    yield server.state
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(settings) -> Iterator[SmtpServer]:
+    """A local SMTP server; Django's SMTP backend is pointed at it for the test."""
+    server = SmtpServer().start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = server.port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_TIMEOUT = 5
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3-compatible server (moto in server mode), shared by the session."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_storages(settings, s3_endpoint, monkeypatch) -> dict[str, str]:
+    """Point the archive and warehouse storages at fresh buckets on the local S3 server."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    buckets = {}
+    storages = dict(settings.STORAGES)
+    for alias in ("archive", "warehouse"):
+        bucket = f"{alias}-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+        buckets[alias] = bucket
+        storages[alias] = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"bucket_name": bucket, "endpoint_url": s3_endpoint,
+                        "region_name": "us-east-1", "file_overwrite": True,
+                        "default_acl": None, "querystring_auth": False},
+        }
+    settings.STORAGES = storages
+    return buckets
 
 
 def _database_url() -> str:

@@ -13,10 +13,20 @@ os.environ.setdefault("METRICS_DIR", tempfile.mkdtemp(prefix="automation-metrics
 from config.settings import *  # noqa: F403
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STRIPE_API_KEY = "sk_test_local"
+STRIPE_WEBHOOK_SECRET = "whsec_tests_only"
+SITE_URL = "http://testserver"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Archive and warehouse go to a throwaway directory unless a test points them at the
+# local S3 server (see the s3_storages fixture).
+_OBJECTS = tempfile.mkdtemp(prefix="automation-objects-")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "archive": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": f"{_OBJECTS}/archive", "allow_overwrite": True}},
+    "warehouse": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                  "OPTIONS": {"location": f"{_OBJECTS}/warehouse", "allow_overwrite": True}},
 }
 # Static files are served from the finders in tests; nothing is collected.
 WHITENOISE_USE_FINDERS = True

@@ -20,6 +20,8 @@ def inline_data(community: Community, **changes: dict) -> dict:
         "slug": community.slug,
         "timezone": community.timezone,
         "is_active": "on",
+        "member_retention_days": str(community.member_retention_days),
+        "content_retention_days": str(community.content_retention_days),
     }
     prefix = "automation_settings"
     settings = list(community.automation_settings.order_by("job_name"))

@@ -14,7 +14,7 @@ from automation.models import JobRun
 from automation.runs import run_inline
 from communities.models import Community, Member
 from integrations.delivery import verify_signature
-from integrations.jobs import webhook_health_monitor
+from integrations.jobs.webhook_health_monitor import webhook_health_monitor
 from integrations.models import Webhook
 
 SLOT = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
@@ -38,12 +38,12 @@ def test_healthy_webhook_gets_one_signed_ping(community, hook, receiver) -> None
     summary = webhook_health_monitor(community, SLOT, timeout_seconds=2)
     assert (summary["checked"], summary["healthy"], summary["failed"]) == (1, 1, 0)
     [request] = receiver.requests
-    assert request["path"] == "/hooks/crm"
-    assert json.loads(request["body"])["webhook_id"] == hook.pk
-    signature = request["headers"]["X-Webhook-Signature"]
-    assert verify_signature(hook.signing_secret, signature, request["body"],
+    assert request.path == "/hooks/crm"
+    assert json.loads(request.body)["webhook_id"] == hook.pk
+    signature = request.headers["X-Webhook-Signature"]
+    assert verify_signature(hook.signing_secret, signature, request.body,
                             now=datetime.now(UTC))
-    assert not verify_signature("wrong-secret", signature, request["body"], now=datetime.now(UTC))
+    assert not verify_signature("wrong-secret", signature, request.body, now=datetime.now(UTC))
     hook.refresh_from_db()
     assert (hook.last_status_code, hook.consecutive_failures, hook.last_checked_for) == (
         200, 0, SLOT)

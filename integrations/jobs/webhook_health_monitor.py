@@ -13,8 +13,8 @@ from django.db import close_old_connections
 from automation.registry import tenant_job
 from communities.models import Community, Member
 
-from .delivery import DeliveryRefused, post_signed
-from .models import Webhook
+from ..delivery import DeliveryRefused, post_signed
+from ..models import Webhook
 
 
 class WebhookMonitorParams(forms.Form):
