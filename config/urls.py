@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import HttpResponseRedirect
-from django.urls import path
+from django.urls import include, path
 
 from automation.views import metrics
 
@@ -8,4 +8,6 @@ urlpatterns = [
     path("", lambda request: HttpResponseRedirect("/admin/")),
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
+    path("notifications/", include("notifications.urls")),
+    path("billing/", include("billing.urls")),
 ]

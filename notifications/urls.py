@@ -1,0 +1,6 @@
+"""Public endpoints of the notifications app."""
+
+from django.urls import path  # noqa: F401
+
+app_name = "notifications"
+urlpatterns: list = []
