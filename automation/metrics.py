@@ -58,11 +58,12 @@ JOB_ITEMS = Counter(
 def observe_summary(job: str, queue: str, summary: dict) -> None:
     """Add each top-level count of a run's summary to its counter.
 
-    Only non-negative numbers count; nested details stay in the run record, so the series
+    Only non-negative integers count: rates and latencies do not add up across runs (derive
+    rates from counts in PromQL), and nested details stay in the run record, so the series
     per job are bounded by the keys its summary declares.
     """
     for item, value in summary.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             continue
         JOB_ITEMS.labels(job, queue, str(item)[:64]).inc(value)
 

@@ -1,5 +1,7 @@
-"""Demo data: communities in several timezones, members, and webhooks to a local receiver."""
+"""Demo data: communities in several timezones, members, content, and work for every job."""
 
+import importlib
+import random
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
@@ -7,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automation.models import JobRun
-from automation.registry import get_job
+from automation.registry import all_jobs
 from automation.runs import enqueue_run
 from communities.models import Community, Member
 from integrations.models import Webhook
@@ -21,10 +23,27 @@ DEMO_COMMUNITIES = [
 ]
 # Paths the demo receiver answers: healthy 200, slow 200 after a pause, broken 500.
 DEMO_HOOKS = [("Chat bridge", "healthy"), ("CRM sync", "slow"), ("Legacy forum", "broken")]
+# Each app's `seed(community, now, rng)`: idempotent demo data that gives its jobs work.
+DEMO_SEEDERS = [
+    "communities.demo",
+    "communities.demo_archive",
+    "analytics.demo",
+    "notifications.demo",
+    "billing.demo",
+    "moderation.demo",
+]
+
+
+def demo_params(job_name: str, now) -> dict:
+    """Params for the first demo run of on-demand jobs that need them."""
+    if job_name == "analytics_backfill_replay":
+        start = (now - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+        return {"start": start.isoformat(), "end": (start + timedelta(hours=24)).isoformat()}
+    return {}
 
 
 class Command(BaseCommand):
-    help = "Create demo communities (idempotent) and queue a first health check for each."
+    help = "Create demo communities and their data (idempotent); queue a first run of each job."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--receiver-url", default="http://127.0.0.1:8099",
@@ -40,10 +59,15 @@ class Command(BaseCommand):
                            for name, slug, tz in DEMO_COMMUNITIES]
         if no_runs:
             return
-        spec = get_job("webhook_health_monitor")
-        for community in communities:
-            run = enqueue_run(spec, community, trigger=JobRun.Trigger.MANUAL, now=now)
-            self.stdout.write(f"queued {spec.name} for {community.slug} (run {run.pk})")
+        # Weekly and daily jobs would otherwise show nothing until their first slot.
+        jobs = [spec for spec in all_jobs() if spec.category != "testing"]
+        with transaction.atomic():
+            for community in communities:
+                for spec in jobs:
+                    enqueue_run(spec, community, trigger=JobRun.Trigger.MANUAL, now=now,
+                                params=demo_params(spec.name, now) or None)
+        self.stdout.write(f"queued a first run of {len(jobs)} jobs for "
+                          f"{len(communities)} communities")
 
     def seed_community(self, name: str, slug: str, tz: str, base: str, now) -> Community:
         community, created = Community.objects.get_or_create(
@@ -68,5 +92,8 @@ class Command(BaseCommand):
                 community=community, name=hook_name,
                 defaults={"url": f"{base}/hooks/{path}"},
             )
+        rng = random.Random(slug)
+        for module in DEMO_SEEDERS:
+            importlib.import_module(module).seed(community, now, rng)
         self.stdout.write(f"{'created' if created else 'kept'} community {slug} ({tz})")
         return community

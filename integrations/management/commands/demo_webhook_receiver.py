@@ -1,4 +1,5 @@
-"""A local HTTP endpoint for the demo's webhooks: healthy, slow and broken paths."""
+"""Local HTTP endpoints for the demo: tenant webhooks (healthy, slow, broken paths), the
+Trust & Safety Slack webhook (/slack) and the push provider (/push)."""
 
 import json
 import time
@@ -12,6 +13,8 @@ from integrations.delivery import verify_signature
 from integrations.models import Webhook
 
 RESPONSES = {"/hooks/healthy": (200, 0.0), "/hooks/slow": (200, 1.5), "/hooks/broken": (500, 0.0)}
+# Operator-configured services the demo points at this receiver; they are not signed.
+SERVICE_PATHS = ("/slack", "/push")
 
 
 class DemoReceiver(BaseHTTPRequestHandler):
@@ -19,6 +22,9 @@ class DemoReceiver(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path in SERVICE_PATHS:
+            self._service(body)
+            return
         status, pause = RESPONSES.get(self.path, (404, 0.0))
         verified = self._verified(body)
         if status == 200 and not verified:
@@ -28,6 +34,20 @@ class DemoReceiver(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(json.dumps({"verified": verified}).encode())
+
+    def _service(self, body: bytes) -> None:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            self.send_response(400)
+            self.end_headers()
+            return
+        summary = payload.get("text") or payload.get("title") or ""
+        self.server.command.stdout.write(f"receiver: {self.path} {str(summary)[:160]}")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
 
     def _verified(self, body: bytes) -> bool:
         close_old_connections()
