@@ -4,13 +4,38 @@ import os
 import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/automation")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _claim_redis_db() -> str:
+    """A Redis database of our own: tests flush it, so two test sessions must not share one.
+
+    The claim is a key in db 0 that expires; the worker subprocess inherits REDIS_URL.
+    """
+    import redis
+
+    base = "redis://127.0.0.1:6379"
+    claims = redis.Redis.from_url(f"{base}/0")
+    for db in range(15, 0, -1):
+        if claims.set(f"automation-tests:db:{db}", os.getpid(), nx=True, ex=3 * 3600):
+            import atexit
+
+            atexit.register(claims.delete, f"automation-tests:db:{db}")
+            return f"{base}/{db}"
+    raise RuntimeError("no free Redis database for this test session")
+
+
+if "REDIS_URL" not in os.environ:
+    os.environ["REDIS_URL"] = _claim_redis_db()
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 os.environ.setdefault("AUTOMATION_EXTRA_JOB_MODULES", "tests.jobs")
 # One fresh metrics directory per test session, shared with the worker subprocess.
 os.environ.setdefault("METRICS_DIR", tempfile.mkdtemp(prefix="automation-metrics-"))
 
-from config.settings import *  # noqa: F403
+from config.settings import *  # noqa: E402, F403
+
+# One test database per test session, so sessions running side by side do not drop
+# each other's database (the worker subprocess is handed the name explicitly).
+DATABASES["default"]["TEST"] = {"NAME": f"test_automation_{os.getpid()}"}  # noqa: F405
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STRIPE_API_KEY = "sk_test_local"
