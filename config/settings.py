@@ -179,6 +179,15 @@ CELERY_BEAT_SCHEDULER = env(
     "CELERY_BEAT_SCHEDULER", default="django_celery_beat.schedulers:DatabaseScheduler"
 )
 CELERY_TASK_ALWAYS_EAGER = False
+# Platform schedules (not per tenant); beat stores them beside the tenant rows.
+CELERY_BEAT_SCHEDULE = {
+    # Notifications are delivered right after they are written; the sweep picks up any
+    # whose delivery message was lost or whose channel was down.
+    "notifications-outbox-sweep": {
+        "task": "notifications.deliver_pending",
+        "schedule": env.float("NOTIFICATIONS_SWEEP_SECONDS", default=60.0),
+    },
+}
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 # --- Automation platform ------------------------------------------------------------
