@@ -86,7 +86,7 @@ class CommunityAutomationSetting(models.Model):
                 errors["params"] = ["Params must be a JSON object."]
             else:
                 try:
-                    self.spec.clean_params(self.params)
+                    self.spec.clean_params(self.params, partial=True)
                 except InvalidJobParams as exc:
                     errors["params"] = [f"{k}: {' '.join(v)}" for k, v in exc.errors.items()]
         if errors:

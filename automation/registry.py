@@ -51,12 +51,22 @@ class JobSpec:
 
         return self.time_limit + settings.AUTOMATION_LOCK_MARGIN_SECONDS
 
-    def clean_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Validate params with the job's form; unknown keys are refused, not ignored."""
+    def clean_params(self, params: dict[str, Any] | None, *,
+                     partial: bool = False) -> dict[str, Any]:
+        """Validate params with the job's form; unknown keys are refused, not ignored.
+
+        `partial` validates only the params given: a community's stored defaults may leave
+        out what each run must supply (an on-demand job's window, say); the full set is
+        validated again when a run merges them.
+        """
         from .errors import InvalidJobParams
 
         params = dict(params or {})
         form = self.params_form(data=params)
+        if partial:
+            for name, fld in form.fields.items():
+                if name not in params:
+                    fld.required = False
         unknown = sorted(set(params) - set(form.fields))
         errors: dict[str, list[str]] = {}
         if unknown:

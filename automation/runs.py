@@ -10,14 +10,17 @@ from django.db import transaction
 
 from communities.models import Community
 
-from .models import JobRun
+from .models import CommunityAutomationSetting, JobRun
 from .registry import JobSpec
 
 
 def _new_run(spec: JobSpec, community: Community, trigger: str, now: datetime,
              params: dict[str, Any] | None) -> tuple[JobRun, dict[str, Any]]:
-    # Refuse bad params here, where a person typed them, not later in a worker.
-    spec.clean_params(params)
+    # Refuse bad params here, where a person typed them, not later in a worker; the run
+    # merges the community's stored params under them, so validate what it will use.
+    setting = CommunityAutomationSetting.objects.filter(
+        community=community, job_name=spec.name).first()
+    spec.clean_params({**(setting.params if setting else {}), **(params or {})})
     run = JobRun.objects.create(
         job_name=spec.name,
         community=community,

@@ -1,6 +1,10 @@
 """Public endpoints of the billing app."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "billing"
-urlpatterns: list = []
+urlpatterns: list = [
+    path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
+]

@@ -156,3 +156,95 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+# --- Retention archive bookkeeping (data_cleanup_archiver) ---------------------------
+
+
+class ArchiveRun(models.Model):
+    """One archive pass of a community for one slot; a finished run makes re-runs no-ops.
+
+    The cutoffs are fixed when the run starts, so a run resumed after a crash selects by the
+    same dates even if the community's retention setting changed in between.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running (or interrupted)"
+        COMPLETED = "completed", "Completed"
+
+    community = models.ForeignKey(Community, on_delete=models.CASCADE,
+                                  related_name="archive_runs")
+    slot = models.DateTimeField(help_text="The job run's logical time (cron fire time).")
+    run_key = models.CharField(max_length=32)
+    prefix = models.CharField(max_length=300, help_text="Storage prefix of the run's objects.")
+    member_cutoff = models.DateTimeField()
+    content_cutoff = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    manifest_key = models.CharField(max_length=500, blank=True)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+    members_archived = models.PositiveIntegerField(default=0)
+    posts_archived = models.PositiveIntegerField(default=0)
+    comments_archived = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    object_count = models.PositiveIntegerField(default=0)
+    remaining = models.PositiveIntegerField(
+        default=0, help_text="Rows past retention left for a later run (max_rows reached).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-slot"]
+        constraints = [
+            models.UniqueConstraint(fields=["community", "slot"], name="archive_run_per_slot"),
+        ]
+        indexes = [models.Index(fields=["community", "status"])]
+
+    def __str__(self) -> str:
+        return f"archive {self.community_id} {self.run_key} ({self.status})"
+
+
+class ArchiveBatch(models.Model):
+    """One object of an archive run: which rows it holds, and how far it got.
+
+    planned (rows chosen, checksum known) -> written (object stored) -> verified (read back,
+    rows and checksum match) -> pruned (rows anonymised or deleted). Rows are pruned only
+    from a verified batch, in the same transaction that marks it pruned.
+    """
+
+    class Kind(models.TextChoices):
+        MEMBERS = "members", "Members"
+        POSTS = "posts", "Posts"
+        COMMENTS = "comments", "Comments"
+
+    class State(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        WRITTEN = "written", "Written"
+        VERIFIED = "verified", "Verified"
+        PRUNED = "pruned", "Pruned"
+
+    run = models.ForeignKey(ArchiveRun, on_delete=models.CASCADE, related_name="batches")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    seq = models.PositiveIntegerField()
+    key = models.CharField(max_length=500)
+    ids = models.JSONField(default=list, help_text="Primary keys of the archived rows.")
+    min_id = models.BigIntegerField(null=True, blank=True)
+    max_id = models.BigIntegerField(null=True, blank=True)
+    row_count = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PLANNED)
+    writes = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the object was written (more than 1: rewritten on resume).")
+    pruned_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "kind", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "kind", "seq"], name="archive_batch_seq"),
+        ]
+        indexes = [models.Index(fields=["run", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"
