@@ -110,7 +110,7 @@ def object_storage(name: str) -> dict:
     bucket = env(f"{name.upper()}_S3_BUCKET", default="")
     if bucket:
         return {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "config.storages.ObjectS3Storage",
             "OPTIONS": {
                 "bucket_name": bucket,
                 "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),

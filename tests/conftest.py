@@ -91,7 +91,7 @@ def s3_storages(settings, s3_endpoint, monkeypatch) -> dict[str, str]:
         client.create_bucket(Bucket=bucket)
         buckets[alias] = bucket
         storages[alias] = {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "config.storages.ObjectS3Storage",
             "OPTIONS": {"bucket_name": bucket, "endpoint_url": s3_endpoint,
                         "region_name": "us-east-1", "file_overwrite": True,
                         "default_acl": None, "querystring_auth": False},

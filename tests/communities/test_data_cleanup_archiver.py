@@ -137,6 +137,9 @@ def test_archives_to_s3_verifies_then_prunes(community, data, bucket) -> None:
         "comments-00001.jsonl.gz", "comments-00002.jsonl.gz", "manifest.json",
         "members-00001.jsonl.gz", "members-00002.jsonl.gz", "posts-00001.jsonl.gz")]
     assert summary["bytes"] == sum(len(body) for body in objects.values())
+    head = s3_client().head_object(Bucket=bucket, Key=f"{PREFIX}/members-00001.jsonl.gz")
+    # A gzip file, not gzip-encoded JSON: downloads must not be unpacked on the way.
+    assert head["ContentType"] == "application/gzip" and "ContentEncoding" not in head
 
     members = [row for key, body in objects.items() if "/members-" in key
                for row in lines(body)]
