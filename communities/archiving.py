@@ -35,6 +35,7 @@ from .models import (
     Post,
     default_notification_preferences,
 )
+from .signals import members_anonymized
 
 STORAGE_ALIAS = "archive"
 MANIFEST_FORMAT = "community-archive/1"
@@ -283,7 +284,8 @@ def prune_batch(batch: ArchiveBatch, now: datetime) -> int:
         # Still past retention: a row that came back since the archive was taken stays.
         rows = eligible(batch.kind, batch.run).filter(pk__in=batch.ids)
         if batch.kind == ArchiveBatch.Kind.MEMBERS:
-            count = rows.update(
+            member_ids = list(rows.values_list("pk", flat=True))
+            count = Member.objects.filter(pk__in=member_ids).update(
                 email=Concat(Value("former-member-"), Cast("pk", CharField()),
                              Value(f"@{PLACEHOLDER_EMAIL_DOMAIN}")),
                 display_name=FORMER_MEMBER_NAME,
@@ -292,6 +294,8 @@ def prune_batch(batch: ArchiveBatch, now: datetime) -> int:
                 anonymized_at=now,
                 is_active=False,
             )
+            members_anonymized.send(sender=Member, community=batch.run.community,
+                                    member_ids=member_ids)
         elif batch.kind == ArchiveBatch.Kind.POSTS:
             # A comment written on a deleted post after its comments were archived would go
             # with the post unarchived: such posts wait for the next run instead.

@@ -375,3 +375,13 @@ def test_runs_through_the_platform_path(community, data, bucket) -> None:
     assert run.status == JobRun.Status.SUCCEEDED
     assert (run.result["members_archived"], run.result["objects"]) == (3, 4)
     assert len(bucket_objects(bucket)) == 4
+
+
+def test_anonymised_members_lose_their_push_devices(community, data, bucket) -> None:
+    from notifications.models import PushDevice
+
+    PushDevice.objects.create(member=data["old1"], token="token-of-an-old-member")
+    PushDevice.objects.create(member=data["recent"], token="token-of-a-recent-member")
+    data_cleanup_archiver(community, NOW)
+    assert list(PushDevice.objects.values_list("token", flat=True)) == [
+        "token-of-a-recent-member"]
