@@ -217,6 +217,9 @@ STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
 # Dunning policy: days after the first failure on which payment is retried again.
 BILLING_RETRY_DAYS = env.list("BILLING_RETRY_DAYS", cast=int, default=[1, 3, 5, 7])
 
+# Leaderboards may live on a Redis of their own (pages read them heavily); empty: REDIS_URL.
+ANALYTICS_REDIS_URL = env("ANALYTICS_REDIS_URL", default="")
+
 # Slack incoming webhook of the Trust & Safety channel that moderation escalates to.
 TRUST_SAFETY_SLACK_WEBHOOK_URL = env("TRUST_SAFETY_SLACK_WEBHOOK_URL", default="")
 # Base URL of this site, for links in emails and Slack messages.

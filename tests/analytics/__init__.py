@@ -1,0 +1,1 @@
+"""Tests of the analytics app: event store, leaderboards, rollups, warehouse backfills."""
