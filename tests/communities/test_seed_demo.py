@@ -1,0 +1,39 @@
+"""The run command's demo: every job has work, and seeding twice adds nothing."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from analytics.models import ActivityEvent
+from automation.models import JobRun
+from automation.registry import all_jobs
+from billing.models import Invoice
+from communities.models import Community, Event, Member, Post
+from moderation.models import Flag
+from notifications.models import PushDevice
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def counts() -> dict[str, int]:
+    return {model.__name__: model.objects.count()
+            for model in (Community, Member, Post, Event, ActivityEvent, Invoice, Flag,
+                          PushDevice)}
+
+
+def test_seed_demo_is_idempotent_and_queues_a_first_run_of_every_job(settings) -> None:
+    settings.WEBHOOKS_ALLOW_LOOPBACK = True
+    call_command("seed_demo", "--no-runs", stdout=StringIO())
+    first = counts()
+    assert first["Community"] == 4
+    assert all(first.values()), first
+    call_command("seed_demo", stdout=StringIO())
+    assert counts() == first
+
+    jobs = {spec.name for spec in all_jobs() if spec.category != "testing"}
+    queued = set(JobRun.objects.values_list("community__slug", "job_name"))
+    assert queued == {(slug, job) for slug in Community.objects.values_list("slug", flat=True)
+                      for job in jobs}
+    backfill = JobRun.objects.filter(job_name="analytics_backfill_replay").first()
+    assert set(backfill.params) == {"start", "end"}
