@@ -33,6 +33,10 @@ class CommunityAutomationSetting(models.Model):
         help_text="Five-field cron in the community's timezone; empty uses the job's default.",
     )
     params = models.JSONField(default=dict, blank=True)
+    paused_until = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Scheduled runs are skipped until then; the schedule resumes by itself.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -62,10 +66,14 @@ class CommunityAutomationSetting(models.Model):
     def cron_description(self) -> str:
         return describe_cron(self.cron) if self.cron else "on demand"
 
+    def is_paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
     def next_run(self, now: datetime) -> datetime | None:
         if not (self.enabled and self.community.is_active and self.cron):
             return None
-        return next_fire_time(self.cron, self.community.timezone, now)
+        after = self.paused_until if self.is_paused(now) else now
+        return next_fire_time(self.cron, self.community.timezone, after)
 
     def clean(self) -> None:
         errors: dict[str, list] = {}
@@ -137,6 +145,8 @@ class JobRun(models.Model):
     result = models.JSONField(default=dict, blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True, db_index=True)
     worker_hostname = models.CharField(max_length=200, blank=True)
+    progress_done = models.PositiveIntegerField(null=True, blank=True)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -156,3 +166,32 @@ class JobRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class AuditEntry(models.Model):
+    """Who changed what, when: settings, schedules, toggles, API keys, manual triggers."""
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(
+        max_length=150, help_text="user name, 'api-key:<prefix>', 'operator-token' or 'system'"
+    )
+    action = models.CharField(max_length=64, db_index=True)
+    community = models.ForeignKey(
+        Community, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job_name = models.CharField(max_length=100, blank=True)
+    target = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["community", "-at"], name="audit_community_time")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"

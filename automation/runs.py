@@ -10,6 +10,7 @@ from django.db import transaction
 
 from communities.models import Community
 
+from . import audit
 from .models import CommunityAutomationSetting, JobRun
 from .registry import JobSpec
 
@@ -44,6 +45,9 @@ def enqueue_run(spec: JobSpec, community: Community, *, trigger: str, now: datet
                 params: dict[str, Any] | None = None) -> JobRun:
     """Record a queued run and publish its message once the transaction commits."""
     run, kwargs = _new_run(spec, community, trigger, now, params)
+    audit.record("run.trigger", community=community, job_name=spec.name,
+                 target=f"{spec.name} @ {community.slug} run {run.pk}",
+                 after={"run_id": run.pk, "trigger": trigger, "params": params or {}})
     task = spec.func.task
     transaction.on_commit(
         lambda: task.apply_async(kwargs=kwargs, task_id=run.celery_task_id, queue=spec.queue)

@@ -7,12 +7,13 @@ import threading
 
 from celery.signals import before_task_publish, worker_process_shutdown
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
 from communities.models import Community
 
+from . import audit
 from .models import CommunityAutomationSetting
 from .registry import is_registered
 
@@ -66,6 +67,46 @@ def community_saved(sender, instance: Community, created: bool, **kwargs) -> Non
 @receiver(post_delete, sender=Community, dispatch_uid="automation.community_deleted")
 def community_deleted(sender, instance: Community, **kwargs) -> None:
     schedule_sync(instance.pk)
+
+
+@receiver(pre_save, sender=CommunityAutomationSetting, dispatch_uid="automation.setting_before")
+def remember_setting_state(sender, instance: CommunityAutomationSetting, **kwargs) -> None:
+    if kwargs.get("raw") or instance.pk is None:
+        return
+    old = CommunityAutomationSetting.objects.filter(pk=instance.pk).first()
+    instance._audit_before = audit.setting_state(old) if old else None
+
+
+@receiver(post_save, sender=CommunityAutomationSetting, dispatch_uid="automation.setting_audit")
+def audit_setting_saved(sender, instance: CommunityAutomationSetting, created: bool,
+                        **kwargs) -> None:
+    if kwargs.get("raw"):
+        return
+    before = None if created else getattr(instance, "_audit_before", None)
+    after = audit.setting_state(instance)
+    if created and audit.current_actor() == audit.SYSTEM:
+        return  # the defaults every new community gets are not anyone's change
+    changed = {k for k in after if before is None or before.get(k) != after[k]}
+    if not changed:
+        return
+    audit.record(
+        "setting.create" if created else "setting.update",
+        community=instance.community, job_name=instance.job_name,
+        target=f"{instance.job_name} @ {instance.community.slug}",
+        before=None if before is None else {k: before[k] for k in sorted(changed)},
+        after={k: after[k] for k in sorted(changed)},
+    )
+
+
+@receiver(post_delete, sender=CommunityAutomationSetting, dispatch_uid="automation.setting_gone")
+def audit_setting_deleted(sender, instance: CommunityAutomationSetting, **kwargs) -> None:
+    origin = kwargs.get("origin")
+    origin_model = getattr(origin, "model", type(origin))
+    if origin is not None and origin_model is not CommunityAutomationSetting:
+        return  # deleted with its community: not a change of the setting itself
+    audit.record("setting.delete", community=instance.community, job_name=instance.job_name,
+                 target=f"{instance.job_name} @ {instance.community.slug}",
+                 before=audit.setting_state(instance))
 
 
 @receiver(post_save, sender=CommunityAutomationSetting, dispatch_uid="automation.setting_saved")

@@ -27,6 +27,7 @@ from .errors import InvalidJobParams, RetryableJobError, is_retryable
 from .locks import RunLock
 from .metrics import observe_finished_run, observe_retry, observe_summary
 from .models import CommunityAutomationSetting, JobRun
+from .progress import reporting_progress
 from .registry import JobSpec, get_job
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,9 @@ def execute_run(
     run.worker_hostname = task.request.hostname or ""
 
     reason = _skip_reason(community, setting)
+    if reason is None and trigger == JobRun.Trigger.SCHEDULE and setting is not None \
+            and setting.is_paused(now):
+        reason = "paused"
     if reason is None and trigger == JobRun.Trigger.SCHEDULE:
         done = JobRun.objects.filter(
             job_name=spec.name, community_id=community_id, scheduled_for=run.scheduled_for,
@@ -196,7 +200,8 @@ def execute_run(
         run.started_at = run.started_at or now
         run.save()
         started = time.monotonic()
-        summary = spec.func(community, run.scheduled_for, **cleaned)
+        with reporting_progress(run.pk):
+            summary = spec.func(community, run.scheduled_for, **cleaned)
         logger.debug("job %s took %.3fs", spec.name, time.monotonic() - started)
         return _finish(run, spec, JobRun.Status.SUCCEEDED, now=clock(), result=summary or {},
                        error_type="", error_message="")

@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "automation.audit.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -196,6 +197,8 @@ AUTOMATION_EXTRA_JOB_MODULES = env.list("AUTOMATION_EXTRA_JOB_MODULES", default=
 # Seconds a run lock outlives the job's hard time limit, so a lock never expires under a
 # still-running job.
 AUTOMATION_LOCK_MARGIN_SECONDS = env.int("AUTOMATION_LOCK_MARGIN_SECONDS", default=60)
+# A manual trigger of the same job for the same community is refused (429) within this.
+AUTOMATION_TRIGGER_COOLDOWN_SECONDS = env.int("AUTOMATION_TRIGGER_COOLDOWN_SECONDS", default=10)
 # Tenant webhooks may point at loopback only where an operator allows it (development,
 # tests, the demo). Private, link-local and metadata addresses are never allowed.
 WEBHOOKS_ALLOW_LOOPBACK = env.bool("WEBHOOKS_ALLOW_LOOPBACK", default=False)
