@@ -11,8 +11,10 @@ class AutomationAdminSite(admin.AdminSite):
     index_title = "Operations"
 
     def get_urls(self):
+        from dashboard.urls import admin_urls
+
         urls = [path("automation/jobs/", self.admin_view(self.job_registry), name="job_registry")]
-        return urls + super().get_urls()
+        return urls + admin_urls(self) + super().get_urls()
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)

@@ -33,6 +33,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_beat",
     "django_celery_results",
+    "rest_framework",
+    "drf_spectacular",
     "communities",
     "automation",
     "integrations",
@@ -40,6 +42,9 @@ INSTALLED_APPS = [
     "billing",
     "analytics",
     "moderation",
+    "api",
+    "dashboard",
+    "monitoring",
 ]
 
 MIDDLEWARE = [

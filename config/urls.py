@@ -10,4 +10,5 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("notifications/", include("notifications.urls")),
     path("billing/", include("billing.urls")),
+    path("api/", include("api.urls")),
 ]

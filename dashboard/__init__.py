@@ -1,0 +1,1 @@
+"""The operations dashboard, a staff page inside the Django admin site."""

@@ -1,0 +1,1 @@
+"""Watching the platform itself: alerts, missed-run watchdog, stuck-run reaper, retention."""
