@@ -14,9 +14,9 @@ from django_celery_beat.admin import PeriodicTaskAdmin as StockPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
 from .errors import InvalidJobParams
-from .models import CommunityAutomationSetting, JobRun
+from .models import AuditEntry, CommunityAutomationSetting, JobRun
+from .operations import OperationRefused, trigger
 from .registry import all_jobs
-from .runs import enqueue_run
 from .schedules import is_tenant_task
 
 
@@ -29,7 +29,7 @@ class CommunityAutomationSettingForm(forms.ModelForm):
 
     class Meta:
         model = CommunityAutomationSetting
-        fields = ["job_name", "enabled", "cron_override", "params"]
+        fields = ["job_name", "enabled", "cron_override", "params", "paused_until"]
 
 
 class ScheduleColumns:
@@ -86,10 +86,9 @@ class CommunityAutomationSettingAdmin(ScheduleColumns, admin.ModelAdmin):
         queued = 0
         for setting in queryset.select_related("community"):
             try:
-                enqueue_run(setting.spec, setting.community, trigger=JobRun.Trigger.MANUAL,
-                            now=now)
+                trigger(setting.job_name, now=now, community=setting.community)
                 queued += 1
-            except InvalidJobParams as exc:
+            except (InvalidJobParams, OperationRefused) as exc:
                 self.message_user(request, f"{setting}: {exc}", messages.ERROR)
         if queued:
             self.message_user(request, f"Queued {queued} run(s); see Job runs.", messages.SUCCESS)
@@ -173,3 +172,26 @@ class PeriodicTaskAdmin(StockPeriodicTaskAdmin):
 
     def delete_queryset(self, request, queryset):
         return super().delete_queryset(request, self._only_hand_made(request, queryset))
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit trail, read-only: entries are written by the code paths that change things."""
+
+    list_display = ["at", "actor_label", "action", "community", "job_name", "target"]
+    list_filter = ["action", "community", "at"]
+    search_fields = ["actor_label", "target", "job_name"]
+    date_hierarchy = "at"
+    list_select_related = ["community"]
+    show_full_result_count = False
+    readonly_fields = ["at", "actor", "actor_label", "action", "community", "job_name", "target",
+                       "before", "after"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -67,8 +67,8 @@ def summary(since: datetime, until: datetime | None = None,
     settings = CommunityAutomationSetting.objects.all()
     if community is not None:
         settings = settings.filter(community=community)
-    toggles = settings.aggregate(enabled=Count("id", filter=Q(enabled=True)),
-                                 disabled=Count("id", filter=Q(enabled=False)))
+    toggles = settings.aggregate(n_enabled=Count("id", filter=Q(enabled=True)),
+                                 n_disabled=Count("id", filter=Q(enabled=False)))
     figures = runs_in(since, until, community=community).aggregate(**_counts())
     running = JobRun.objects.filter(status=S.RUNNING)
     if community is not None:
@@ -76,8 +76,8 @@ def summary(since: datetime, until: datetime | None = None,
     rate = success_rate(figures["succeeded"], figures["failed"])
     return {
         "jobs": len(visible_jobs()),
-        "settings_enabled": toggles["enabled"],
-        "settings_disabled": toggles["disabled"],
+        "settings_enabled": toggles["n_enabled"],
+        "settings_disabled": toggles["n_disabled"],
         "running": running.count(),
         "runs": figures["runs"],
         "succeeded": figures["succeeded"],
@@ -112,7 +112,7 @@ def job_rows(now: datetime, since: datetime, *, category: str | None = None
                .values("job_name").annotate(**_counts())}
     toggles = {row["job_name"]: row for row in CommunityAutomationSetting.objects
                .filter(job_name__in=names).values("job_name")
-               .annotate(enabled=Count("id", filter=Q(enabled=True)), total=Count("id"))}
+               .annotate(n_enabled=Count("id", filter=Q(enabled=True)), total=Count("id"))}
     last = {}
     for name in names:  # one indexed query each (jobrun_job_time), not a scan
         last[name] = (JobRun.objects.filter(job_name=name).exclude(status=S.QUEUED)
@@ -125,7 +125,7 @@ def job_rows(now: datetime, since: datetime, *, category: str | None = None
         figures = per_job.get(spec.name, {"runs": 0, "succeeded": 0, "failed": 0,
                                           "skipped": 0, "avg_duration": None})
         rate = success_rate(figures["succeeded"], figures["failed"])
-        toggle = toggles.get(spec.name, {"enabled": 0, "total": 0})
+        toggle = toggles.get(spec.name, {"n_enabled": 0, "total": 0})
         rows.append({
             "name": spec.name,
             "description": spec.description,
@@ -133,7 +133,7 @@ def job_rows(now: datetime, since: datetime, *, category: str | None = None
             "queue": spec.queue,
             "cron": spec.default_cron,
             "schedule": describe_cron(spec.default_cron) if spec.default_cron else "on demand",
-            "enabled": toggle["enabled"],
+            "enabled": toggle["n_enabled"],
             "communities": toggle["total"],
             "next_run": next_run_of(spec, now),
             "last_run": last[spec.name],
