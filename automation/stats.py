@@ -103,10 +103,14 @@ def next_run_of(job: JobSpec, now: datetime) -> datetime | None:
     return min(fires) if fires else None
 
 
-def job_rows(now: datetime, since: datetime, *, category: str | None = None
-             ) -> list[dict[str, Any]]:
-    """One row per job: schedule, toggles, next and last run, success rate, duration."""
-    jobs = [spec for spec in visible_jobs() if not category or spec.category == category]
+def job_rows(now: datetime, since: datetime, *, category: str | None = None,
+             only: JobSpec | None = None) -> list[dict[str, Any]]:
+    """One row per job: schedule, toggles, next and last run, success rate, duration.
+
+    `only` gives the row of that one job, hidden (testing) jobs included.
+    """
+    jobs = [only] if only is not None else [
+        spec for spec in visible_jobs() if not category or spec.category == category]
     names = [spec.name for spec in jobs]
     per_job = {row["job_name"]: row for row in runs_in(since).filter(job_name__in=names)
                .values("job_name").annotate(**_counts())}
@@ -148,6 +152,12 @@ def job_rows(now: datetime, since: datetime, *, category: str | None = None
     return rows
 
 
+def timeline_unit(since: datetime, until: datetime) -> str:
+    """The width of a history timeline's bars: "hour" up to three days, "day" beyond —
+    a chart of a few dozen bars either way."""
+    return "hour" if (until - since).total_seconds() <= 3 * 86400 else "day"
+
+
 @dataclass(frozen=True)
 class History:
     stats: dict[str, Any]
@@ -167,8 +177,7 @@ def job_history(job_name: str, since: datetime, until: datetime, *,
     )
     figures["success_rate"] = success_rate(figures["succeeded"], figures["failed"])
     figures["health"] = health(figures["success_rate"])
-    # Hours for up to three days, days beyond: a chart of a few dozen bars either way.
-    bucket = TruncHour if (until - since).total_seconds() <= 3 * 86400 else TruncDay
+    bucket = TruncHour if timeline_unit(since, until) == "hour" else TruncDay
     buckets: dict[datetime, dict[str, Any]] = {}
     for row in (runs.annotate(bucket=bucket("created_at")).values("bucket", "status")
                 .annotate(n=Count("id")).order_by("bucket")):

@@ -28,6 +28,15 @@ class AutomationAdminSite(admin.AdminSite):
                     "view_only": True,
                     "perms": {"view": True},
                 })
+                if request.user.has_perm("automation.view_jobrun"):
+                    app["models"].insert(0, {
+                        "name": "Operations dashboard",
+                        "object_name": "OperationsDashboard",
+                        "admin_url": reverse("admin:dashboard", current_app=self.name),
+                        "add_url": None,
+                        "view_only": True,
+                        "perms": {"view": True},
+                    })
         return app_list
 
     def job_registry(self, request):
