@@ -12,6 +12,7 @@ from django import forms
 
 from automation.registry import all_jobs
 from automation.stats import visible_jobs
+from communities.lookup import CommunityNotFound, find_community
 from communities.models import Community
 
 # The summary's window choices, in the order the selector shows them.
@@ -106,5 +107,17 @@ class ActionForm(forms.Form):
     job = forms.ChoiceField(choices=lambda: [(s.name, s.name) for s in all_jobs()])
     op = forms.ChoiceField(choices=[(ENABLE, "Enable"), (DISABLE, "Disable"), (RUN, "Run now")],
                            label="action")
-    community = community_field("all communities")
+    # Typed or picked from one shared <datalist>: a <select> per job row would repeat
+    # every community in every row, which does not scale to thousands of tenants.
+    community = forms.CharField(required=False, max_length=100,
+                                help_text="slug or id; empty for all communities")
     next = forms.CharField(required=False, max_length=2000)
+
+    def clean_community(self) -> Community | None:
+        reference = self.cleaned_data["community"].strip()
+        if not reference:
+            return None
+        try:
+            return find_community(reference)
+        except CommunityNotFound as exc:
+            raise forms.ValidationError(str(exc)) from exc

@@ -167,6 +167,14 @@ def action(client: Client, **data):
     return client.post(reverse("admin:dashboard_action"), data, follow=True)
 
 
+def test_one_community_list_serves_every_action_row(admin_client: Client, community: Community,
+                                                    other_community: Community) -> None:
+    page = admin_client.get(reverse("admin:dashboard")).content.decode()
+    assert page.count('list="ops-communities"') == page.count('name="op" value="run"') > 1
+    assert page.count('<datalist id="ops-communities">') == 1
+    assert '<option value="kolkata">' in page
+
+
 def test_disable_and_enable_one_community_or_all_is_audited(
         admin_client: Client, community: Community, other_community: Community) -> None:
     job = "moderation_sla_checker"
@@ -254,7 +262,7 @@ def test_run_now_refused_for_disabled_job_or_missing_params(
     ({"job": "no_such_job", "op": "run"}, "Nothing done — job: Select a valid choice."),
     ({"job": "test_sleep", "op": "explode"}, "Nothing done — action: Select a valid choice."),
     ({"job": "test_sleep", "op": "run", "community": "999999"},
-     "Nothing done — community: Select a valid choice."),
+     "Nothing done — community: no community with id or slug '999999'"),
     ({"op": "run"}, "Nothing done — job: This field is required."),
 ])
 def test_bad_action_input_is_a_message(admin_client: Client, data, expected) -> None:
