@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 
 from celery.signals import before_task_publish, worker_process_shutdown
 from django.db import transaction
@@ -17,22 +16,22 @@ from . import audit
 from .models import CommunityAutomationSetting
 from .registry import is_registered
 
-_pending = threading.local()
-
 
 def schedule_sync(community_id: int) -> None:
     """Sync this community's beat rows once the current transaction commits.
 
-    Many setting saves in one transaction (a new community gets one per job) share
-    a single sync.
+    Many setting saves in one transaction (a new community gets one per job) share a
+    single sync: a callback already waiting on this transaction is reused. The waiting
+    callbacks live on the connection, so a rollback discards them with the transaction.
     """
-    pending: set[int] = _pending.__dict__.setdefault("ids", set())
-    if community_id in pending:
+    connection = transaction.get_connection()
+    if connection.in_atomic_block and any(
+        getattr(entry[1], "sync_community_id", None) == community_id
+        for entry in connection.run_on_commit
+    ):
         return
-    pending.add(community_id)
 
     def run() -> None:
-        pending.discard(community_id)
         from .schedules import sync_schedules
 
         community = Community.objects.filter(pk=community_id).first()
@@ -41,6 +40,7 @@ def schedule_sync(community_id: int) -> None:
         else:
             sync_schedules(community)
 
+    run.sync_community_id = community_id
     transaction.on_commit(run)
 
 

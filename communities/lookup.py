@@ -10,7 +10,8 @@ class CommunityNotFound(ObjectDoesNotExist):
 def find_community(reference: str | int) -> Community:
     """A community by numeric id or by slug, as operators type it on the command line."""
     text = str(reference).strip()
-    query = Community.objects.filter(pk=int(text)) if text.isdigit() else None
+    # isascii: str.isdigit() also accepts digits like '²' that int() refuses.
+    query = Community.objects.filter(pk=int(text)) if text.isascii() and text.isdigit() else None
     community = query.first() if query is not None else None
     if community is None:
         community = Community.objects.filter(slug=text).first()

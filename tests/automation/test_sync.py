@@ -126,3 +126,32 @@ def test_sync_command_refuses_unknown_community(db) -> None:
 
     with pytest.raises(CommandError, match="no community with id or slug 'nope'"):
         call_command("automation_sync", "--community", "nope")
+
+
+def test_a_rolled_back_change_does_not_stop_later_syncs(community: Community) -> None:
+    from django.db import transaction
+
+    setting = community.automation_settings.get(job_name="test_sleep")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        setting.cron_override = "15 6 * * *"
+        setting.save()
+        raise RuntimeError("the request failed after the save")
+    setting.refresh_from_db()
+    setting.cron_override = "30 7 * * *"
+    setting.save()
+    row = PeriodicTask.objects.get(name=periodic_task_name(community.pk, "test_sleep"))
+    assert (row.crontab.minute, row.crontab.hour) == ("30", "7")
+
+
+def test_one_sync_per_community_per_transaction(community: Community, other_community) -> None:
+    from django.db import transaction
+
+    with transaction.atomic():
+        for setting in CommunityAutomationSetting.objects.all():
+            setting.enabled = False
+            setting.save()
+        waiting = [entry[1] for entry in connection.run_on_commit]
+        assert sorted(f.sync_community_id for f in waiting
+                      if hasattr(f, "sync_community_id")) == sorted(
+            [community.pk, other_community.pk])
+    assert not PeriodicTask.objects.filter(name__startswith="tenant:", enabled=True).exists()
