@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -98,6 +99,9 @@ def render_latest() -> tuple[bytes, str]:
     """All processes' samples, merged, in the Prometheus text format."""
     registry = CollectorRegistry()
     registry.register(_AllHostsCollector(Path(settings.METRICS_DIR)))
+    # Figures read at scrape time (queue depth, beat's tick, ...), e.g. the monitoring app's.
+    for path in getattr(settings, "METRICS_EXTRA_COLLECTORS", ()):
+        registry.register(import_string(path)())
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

@@ -18,6 +18,9 @@ from .cron import validate_cron
 QUEUES = ("automation", "notifications", "billing")
 CATEGORIES = ("notifications", "engagement", "billing", "moderation", "maintenance",
               "integrations", "analytics", "testing")
+# What the missed-run watchdog does about scheduled slots that never ran (monitoring app):
+# "skip" records them only; "once" also enqueues one run for the latest missed slot.
+CATCH_UP_POLICIES = ("skip", "once")
 
 JobFunction = Callable[..., dict[str, Any]]
 
@@ -40,6 +43,7 @@ class JobSpec:
     backoff_base: float
     backoff_cap: float
     params_form: type[forms.Form] = NoParams
+    catch_up: str = "skip"
 
     @property
     def scheduled(self) -> bool:
@@ -108,6 +112,7 @@ def tenant_job(
     backoff_base: float = 30.0,
     backoff_cap: float = 900.0,
     params_form: type[forms.Form] = NoParams,
+    catch_up: str = "skip",
 ) -> Callable[[JobFunction], JobFunction]:
     """Declare a tenant job and create the Celery task that runs it."""
     if queue not in QUEUES:
@@ -116,6 +121,11 @@ def tenant_job(
         raise ValueError(f"job {name}: category must be one of {CATEGORIES}")
     if cron is not None:
         validate_cron(cron)
+    if catch_up not in CATCH_UP_POLICIES:
+        raise ValueError(
+            f"job {name}: catch_up must be one of {CATCH_UP_POLICIES}, not {catch_up!r}")
+    if catch_up != "skip" and cron is None:
+        raise ValueError(f"job {name}: catch_up={catch_up!r} needs a schedule (cron)")
     hard = time_limit if time_limit is not None else soft_time_limit + 60
     if hard <= soft_time_limit:
         raise ValueError(f"job {name}: time_limit must exceed soft_time_limit")
@@ -138,6 +148,7 @@ def tenant_job(
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             params_form=params_form,
+            catch_up=catch_up,
         )
         _registry[name] = spec
         from .tasks import make_job_task

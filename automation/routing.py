@@ -14,6 +14,7 @@ PLATFORM_TASK_QUEUES = {
     "analytics.": "automation",
     "moderation.": "automation",
     "communities.": "automation",
+    "monitoring.": "automation",
 }
 
 

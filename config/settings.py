@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -193,6 +194,29 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.deliver_pending",
         "schedule": env.float("NOTIFICATIONS_SWEEP_SECONDS", default=60.0),
     },
+    # Monitoring (docs/monitoring.md). The heartbeat's publish stamps beat's last tick.
+    "monitoring-beat-heartbeat": {
+        "task": "monitoring.beat_heartbeat",
+        "schedule": env.float("MONITORING_HEARTBEAT_SECONDS", default=30.0),
+        "options": {"expire_seconds": 25},
+    },
+    "monitoring-check-alerts": {
+        "task": "monitoring.check_alerts",
+        "schedule": 60.0,
+        "options": {"expire_seconds": 55},
+    },
+    "monitoring-missed-run-watchdog": {
+        "task": "monitoring.missed_run_watchdog",
+        "schedule": env.float("AUTOMATION_WATCHDOG_INTERVAL_SECONDS", default=300.0),
+    },
+    "monitoring-reap-stuck-runs": {
+        "task": "monitoring.reap_stuck_runs",
+        "schedule": 300.0,
+    },
+    "monitoring-prune-run-history": {
+        "task": "monitoring.prune_run_history",
+        "schedule": crontab(minute="17", hour="3"),
+    },
 }
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
@@ -239,6 +263,54 @@ PUSH_PROVIDER_TOKEN = env("PUSH_PROVIDER_TOKEN", default="")
 
 # Bearer token Prometheus must send to /metrics; empty leaves it open (private networks).
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# Scrape-time collectors added to /metrics (queue depth, beat's tick, job periods, ...).
+METRICS_EXTRA_COLLECTORS = ["monitoring.collector.PlatformCollector"]
+# Broker queues whose depth /metrics reports.
+MONITORING_QUEUES = env.list("MONITORING_QUEUES", default=["automation", "notifications",
+                                                            "billing"])
+
+# --- Monitoring: in-app alerts, missed-run watchdog, reaper, retention (docs/monitoring.md)
+# Failure, timeout and missed-run notices go to a Slack incoming webhook and/or these
+# addresses; an alert notifies when it opens, then at most once per cooldown while it
+# recurs, and once when it resolves.
+ALERT_SLACK_WEBHOOK_URL = env("ALERT_SLACK_WEBHOOK_URL", default="")
+ALERT_EMAILS = env.list("ALERT_EMAILS", default=[])
+ALERT_COOLDOWN_SECONDS = env.int("ALERT_COOLDOWN_SECONDS", default=3600)
+ALERT_HTTP_TIMEOUT_SECONDS = env.float("ALERT_HTTP_TIMEOUT_SECONDS", default=10.0)
+# A scheduled slot counts as missed once it is this old with no run (and older than the
+# oldest message waiting in its queue); the watchdog looks back at most this far.
+AUTOMATION_WATCHDOG_GRACE_SECONDS = env.int("AUTOMATION_WATCHDOG_GRACE_SECONDS", default=600)
+AUTOMATION_WATCHDOG_LOOKBACK_SECONDS = env.int("AUTOMATION_WATCHDOG_LOOKBACK_SECONDS",
+                                               default=6 * 3600)
+# A run still `running` this long past its job's hard time limit lost its worker.
+AUTOMATION_REAPER_MARGIN_SECONDS = env.int("AUTOMATION_REAPER_MARGIN_SECONDS", default=300)
+# A run still `queued` and never started this long after creation was never picked up.
+AUTOMATION_REAPER_QUEUED_SECONDS = env.int(
+    "AUTOMATION_REAPER_QUEUED_SECONDS",
+    default=CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"],
+)
+# Run records (JobRun, Celery TaskResult) older than this are deleted nightly, in batches.
+AUTOMATION_RUN_RETENTION_DAYS = env.int("AUTOMATION_RUN_RETENTION_DAYS", default=90)
+AUTOMATION_PRUNE_BATCH_SIZE = env.int("AUTOMATION_PRUNE_BATCH_SIZE", default=5000)
+AUTOMATION_PRUNE_TIME_BUDGET_SECONDS = env.float("AUTOMATION_PRUNE_TIME_BUDGET_SECONDS",
+                                                 default=600.0)
+
+# The REST API's operator bearer token (every job, every community); empty: no operator
+# access. Communities' own API keys are created in admin.
+AUTOMATION_API_TOKEN = env("AUTOMATION_API_TOKEN", default="")
+# The API's views set their own auth, parsers and errors (api/views.py); drf-spectacular's
+# schema class must be the global default for its per-method annotations.
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Community automation API",
+    "DESCRIPTION": "Operators (bearer token) see and steer every job; a community's API key "
+                   "reaches that community's jobs and runs only. See docs/api.md.",
+    "VERSION": "1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api",
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+}
 
 LOGGING = {
     "version": 1,

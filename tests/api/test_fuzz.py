@@ -1,0 +1,76 @@
+"""Schema-driven fuzzing (schemathesis) of every operation, as the operator and as a key.
+
+The schema is the one the app serves. Each operation gets its boundary cases (the coverage
+phase) and a bounded number of generated valid and invalid requests, the same on every
+run; no answer may be a 5xx, and every answer must match what the schema documents
+(status, content type, body).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.utils import timezone
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api.models import ApiKey
+from automation.models import JobRun
+from communities.models import Community
+
+from .conftest import OPERATOR_TOKEN
+
+pytestmark = pytest.mark.django_db
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+JOBS = ["test_sleep", "test_flaky", "daily_community_digest", "analytics_backfill_replay"]
+
+schema = schemathesis.openapi.from_wsgi("/api/schema", WSGIHandler())
+
+
+@pytest.fixture(autouse=True)
+def keep_connection() -> Iterator[None]:
+    """Requests run inside the test's transaction, so Django must not close the connection
+    after each one (its own test client arranges the same)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture(params=["operator", "api_key"])
+def caller(request, community: Community, other_community: Community) -> dict:
+    """Credentials, and real path values: the key's own community and another one."""
+    raw = ApiKey.issue(community, "fuzz", now=timezone.now())[1]
+    runs = [JobRun.objects.create(job_name="test_sleep", community=c, trigger="manual",
+                                  scheduled_for=timezone.now(), status="succeeded").pk
+            for c in (community, other_community)]
+    token = OPERATOR_TOKEN if request.param == "operator" else raw
+    return {"headers": {"Authorization": f"Bearer {token}"},
+            "path": {"slug": ["acme", "kolkata"], "name": JOBS, "run_id": runs}}
+
+
+@schema.parametrize()
+@settings(max_examples=15, derandomize=True, deadline=None,
+          suppress_health_check=list(HealthCheck))
+def test_fuzz(case: schemathesis.Case, caller: dict) -> None:
+    # Generated path values almost never name a real community, job or run: mostly, one
+    # that exists is put in instead (chosen from the case itself, so runs repeat exactly).
+    choose = random.Random(repr(sorted((case.path_parameters or {}).items())))
+    for name, values in caller["path"].items():
+        if name in (case.path_parameters or {}) and choose.random() < 0.8:
+            case.path_parameters[name] = choose.choice(values)
+    case.call_and_validate(headers=caller["headers"], checks=CHECKS)
