@@ -148,6 +148,12 @@ def execute_run(
         .first()
     )
     run = JobRun.objects.filter(pk=run_id).first() if run_id else None
+    if run_id and run is None:
+        # The message names a run record that no longer exists (pruned by retention, or the
+        # database was reset): recreating it would run a job nobody asked for any more.
+        logger.warning("job %s: run %s of this message no longer exists; dropped",
+                       spec.name, run_id)
+        return "run_missing"
     if run is None:
         if scheduled_for is None:
             sent_at = parse_datetime(task.request.get(SENT_AT_HEADER) or "") or now

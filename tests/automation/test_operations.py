@@ -137,3 +137,12 @@ def test_stats_success_rate_and_history(community) -> None:
     assert sum(b["succeeded"] + b["failed"] + b["skipped"] for b in history.timeline) == 20
     assert [success_rate(0, 0), health(None), health(95.0), health(79.9)] == [
         None, "grey", "green", "red"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_for_a_run_that_no_longer_exists_is_dropped(community) -> None:
+    task = get_job("test_sleep").func.task
+    result = task.apply(kwargs={"community_id": community.pk, "trigger": "manual",
+                                "run_id": 987654, "scheduled_for": NOW.isoformat()})
+    assert result.get() == "run_missing"
+    assert not JobRun.objects.exists()
