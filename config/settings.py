@@ -183,7 +183,7 @@ CELERY_TASK_DEFAULT_QUEUE = "automation"
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BEAT_SCHEDULER = env(
-    "CELERY_BEAT_SCHEDULER", default="django_celery_beat.schedulers:DatabaseScheduler"
+    "CELERY_BEAT_SCHEDULER", default="automation.beat.scheduler:BeatScheduler"
 )
 CELERY_TASK_ALWAYS_EAGER = False
 # Platform schedules (not per tenant); beat stores them beside the tenant rows.

@@ -99,13 +99,15 @@ def test_dashboard_filter_toggle_run_now_and_live_banner(
     row.locator("button[value=run]").click()
     page.wait_for_selector(".messagelist .success")
     run = JobRun.objects.get(job_name=job)
-    assert (run.community, run.trigger, run.status) == (other_community, "manual", "queued")
+    # Queued, unless a worker of another test in this session has picked it up already.
+    assert (run.community, run.trigger) == (other_community, "manual")
+    assert run.status in ("queued", "running", "succeeded")
     assert f"Queued 1 run of {job}: #{run.pk} (kolkata)." in page.locator(
         ".messagelist").inner_text()
     page.locator(f"#job-{job} a.ops-history").click()
     page.wait_for_url(re.compile(rf"/admin/dashboard/jobs/{job}/$"))
     new_row = page.locator(f'#runs tr[data-run="{run.pk}"]')
-    assert new_row.get_attribute("data-status") == "queued"
+    assert new_row.get_attribute("data-status") in ("queued", "running", "succeeded")
     assert "kolkata" in new_row.inner_text() and "manual" in new_row.inner_text()
     assert page.locator('[data-figure="runs"]').inner_text() == "1"
 
