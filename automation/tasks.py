@@ -33,6 +33,9 @@ from .registry import JobSpec, get_job
 logger = logging.getLogger(__name__)
 
 SENT_AT_HEADER = "automation_sent_at"
+RUNNING_FIELDS = ["status", "attempts", "started_at", "celery_task_id", "worker_hostname"]
+FINISH_FIELDS = ["status", "finished_at", "duration_seconds", "attempts", "celery_task_id",
+                 "worker_hostname"]
 
 
 def backoff_delay(spec: JobSpec, retries_so_far: int, rng: random.Random | None = None) -> float:
@@ -118,7 +121,10 @@ def _finish(run: JobRun, spec: JobSpec, status: str, *, now: datetime, **fields:
         run.duration_seconds = max(0.0, (now - run.started_at).total_seconds())
     for name, value in fields.items():
         setattr(run, name, value)
-    run.save()
+    if run.pk:
+        run.save(update_fields=[*FINISH_FIELDS, *fields])
+    else:
+        run.save()  # a skip decided before the run was ever written
     observe_finished_run(spec.name, spec.queue, status, run.duration_seconds, now.timestamp())
     if status == JobRun.Status.SUCCEEDED and isinstance(run.result, dict):
         observe_summary(spec.name, spec.queue, run.result)
@@ -138,15 +144,21 @@ def execute_run(
     params: dict[str, Any] | None,
     clock: Any = timezone.now,
 ) -> str:
-    """Run one attempt of a job for a community and record it; returns the run's status."""
+    """Run one attempt of a job for a community and record it; returns the run's status.
+
+    The common path costs four statements: the setting (with its community), the slot check
+    or the run's own row, the run written as running, and its end. A run record is created
+    only when the message has none (beat), and then directly in the state it starts in.
+    """
     close_old_connections()
     now = clock()
-    community = Community.objects.filter(pk=community_id).first()
     setting = (
         CommunityAutomationSetting.objects.filter(community_id=community_id, job_name=spec.name)
         .select_related("community")
         .first()
     )
+    community = (setting.community if setting is not None
+                 else Community.objects.filter(pk=community_id).first())
     run = JobRun.objects.filter(pk=run_id).first() if run_id else None
     if run_id and run is None:
         # The message names a run record that no longer exists (pruned by retention, or the
@@ -154,6 +166,9 @@ def execute_run(
         logger.warning("job %s: run %s of this message no longer exists; dropped",
                        spec.name, run_id)
         return "run_missing"
+    if run is not None and run.is_finished:
+        # A redelivered message of a run that already ended: nothing more to do.
+        return run.status
     if run is None:
         if scheduled_for is None:
             sent_at = parse_datetime(task.request.get(SENT_AT_HEADER) or "") or now
@@ -161,18 +176,14 @@ def execute_run(
                 scheduled_for = _slot_for_schedule(spec, community, setting, sent_at)
             else:
                 scheduled_for = sent_at
-        run = JobRun.objects.create(
+        run = JobRun(
             job_name=spec.name,
             community=community,
             trigger=trigger,
             scheduled_for=scheduled_for,
             queue=spec.queue,
             params=params or {},
-            celery_task_id=task.request.id or "",
         )
-    if run.is_finished:
-        # A redelivered message of a run that already ended: nothing more to do.
-        return run.status
     run.celery_task_id = task.request.id or run.celery_task_id
     run.worker_hostname = task.request.hostname or ""
 
@@ -184,7 +195,9 @@ def execute_run(
         done = JobRun.objects.filter(
             job_name=spec.name, community_id=community_id, scheduled_for=run.scheduled_for,
             status=JobRun.Status.SUCCEEDED,
-        ).exclude(pk=run.pk)
+        )
+        if run.pk:
+            done = done.exclude(pk=run.pk)
         if done.exists():
             reason = "slot_already_done"
     if reason:
@@ -196,15 +209,23 @@ def execute_run(
         return _finish(run, spec, JobRun.Status.FAILED, now=now,
                        error_type="InvalidJobParams", error_message=str(exc))
 
+    # Written as running before the lock is taken, so the lock's token can name the run;
+    # losing the lock race (rare) turns the same row into a skip.
+    first_started = run.started_at
+    run.status = JobRun.Status.RUNNING
+    run.attempts += 1
+    run.started_at = run.started_at or now
+    if run.pk:
+        run.save(update_fields=RUNNING_FIELDS)
+    else:
+        run.save()
     lock = RunLock(get_redis(), spec.name, community_id, ttl=spec.lock_ttl, token=f"run:{run.pk}")
     if not lock.acquire():
+        run.attempts -= 1
+        run.started_at = first_started
         return _finish(run, spec, JobRun.Status.SKIPPED, now=now, skip_reason="already_running",
-                       error_message=f"lock held by {lock.owner()}")
+                       error_message=f"lock held by {lock.owner()}", started_at=first_started)
     try:
-        run.status = JobRun.Status.RUNNING
-        run.attempts += 1
-        run.started_at = run.started_at or now
-        run.save()
         started = time.monotonic()
         with reporting_progress(run.pk):
             summary = spec.func(community, run.scheduled_for, **cleaned)
@@ -226,7 +247,7 @@ def execute_run(
                 delay = max(delay, exc.retry_after)
             run.status = JobRun.Status.QUEUED
             run.error_type, run.error_message = error_type, str(exc)[:2000]
-            run.save()
+            run.save(update_fields=["status", "error_type", "error_message"])
             observe_retry(spec.name, spec.queue)
             raise task.retry(
                 countdown=delay,
