@@ -14,7 +14,7 @@ class BeatConfig:
     #: this old; older ones are skipped.
     catchup_seconds: float = 3600.0
     #: How often the change marker is polled: a change is in effect within about this long.
-    sync_seconds: float = 1.0
+    sync_seconds: float = 0.5
     #: Rows are re-read when date_changed >= (newest date_changed seen - overlap), so a row
     #: whose transaction committed a little after a later one is still picked up.
     change_overlap_seconds: float = 60.0
