@@ -16,6 +16,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from django.db import close_old_connections
+from django.db.models import Exists
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -152,11 +153,20 @@ def execute_run(
     """
     close_old_connections()
     now = clock()
-    setting = (
+    settings_query = (
         CommunityAutomationSetting.objects.filter(community_id=community_id, job_name=spec.name)
         .select_related("community")
-        .first()
     )
+    # A new scheduled run usually knows its slot already (given, or stamped by beat at the
+    # fire time): ask whether that slot is done in the same query as the setting.
+    candidate_slot = None
+    if trigger == JobRun.Trigger.SCHEDULE and not run_id:
+        candidate_slot = scheduled_for or parse_datetime(task.request.get(SENT_AT_HEADER) or "")
+    if candidate_slot is not None:
+        settings_query = settings_query.annotate(slot_done=Exists(JobRun.objects.filter(
+            job_name=spec.name, community_id=community_id, scheduled_for=candidate_slot,
+            status=JobRun.Status.SUCCEEDED)))
+    setting = settings_query.first()
     community = (setting.community if setting is not None
                  else Community.objects.filter(pk=community_id).first())
     run = JobRun.objects.filter(pk=run_id).first() if run_id else None
@@ -192,13 +202,15 @@ def execute_run(
             and setting.is_paused(now):
         reason = "paused"
     if reason is None and trigger == JobRun.Trigger.SCHEDULE:
-        done = JobRun.objects.filter(
-            job_name=spec.name, community_id=community_id, scheduled_for=run.scheduled_for,
-            status=JobRun.Status.SUCCEEDED,
-        )
-        if run.pk:
-            done = done.exclude(pk=run.pk)
-        if done.exists():
+        if setting is not None and run.scheduled_for == candidate_slot:
+            slot_done = setting.slot_done
+        else:
+            done = JobRun.objects.filter(
+                job_name=spec.name, community_id=community_id, scheduled_for=run.scheduled_for,
+                status=JobRun.Status.SUCCEEDED,
+            )
+            slot_done = done.exclude(pk=run.pk).exists() if run.pk else done.exists()
+        if slot_done:
             reason = "slot_already_done"
     if reason:
         return _finish(run, spec, JobRun.Status.SKIPPED, now=now, skip_reason=reason)

@@ -146,3 +146,17 @@ def test_a_message_for_a_run_that_no_longer_exists_is_dropped(community) -> None
                                 "run_id": 987654, "scheduled_for": NOW.isoformat()})
     assert result.get() == "run_missing"
     assert not JobRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_message_for_a_done_slot_is_skipped(community) -> None:
+    """The slot given with the message is checked in the same query as the setting."""
+    task = get_job("test_sleep").func.task
+    slot = datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
+    kwargs = {"community_id": community.pk, "trigger": "schedule",
+              "scheduled_for": slot.isoformat()}
+    assert task.apply(kwargs=kwargs).get() == "succeeded"
+    assert task.apply(kwargs=kwargs).get() == "skipped"
+    first, second = JobRun.objects.order_by("pk")
+    assert first.scheduled_for == second.scheduled_for == slot
+    assert second.skip_reason == "slot_already_done"
