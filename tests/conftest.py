@@ -26,6 +26,14 @@ def clean_redis() -> Iterator[None]:
     yield
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    # Drop what the test left queued before its data is flushed: the session's worker would
+    # otherwise run it against rows that are being truncated (deadlocks, stray runs).
+    get_redis().flushdb()
+    return (yield)
+
+
 @pytest.fixture
 def community(db) -> Community:
     return Community.objects.create(name="Acme Makers", slug="acme", timezone="America/New_York")
