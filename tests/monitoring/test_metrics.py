@@ -94,7 +94,11 @@ def test_a_running_beat_ticks(tmp_path, scheduler: str) -> None:
         assert scrape()["automation_beat_last_tick_timestamp_seconds"][()] >= started
     finally:
         beat.terminate()
-        beat.wait(timeout=20)
+        try:
+            beat.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            beat.kill()  # never leave a publishing beat behind the test
+            beat.wait()
         log.close()
 
 
