@@ -28,6 +28,7 @@ from automation.registry import UnknownJob, get_job
 from communities.models import Community
 
 from .charts import stacked_bars
+from .formatting import duration, rate
 from .forms import (
     DEFAULT_HISTORY_WINDOW,
     DEFAULT_WINDOW,
@@ -52,6 +53,17 @@ def _require(request: HttpRequest, perm: str) -> None:
         raise PermissionDenied(f"needs the {perm} permission")
 
 
+def with_text(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures plus their display text (`<name>_text`) for rates and durations."""
+    shown = dict(figures)
+    for name, value in figures.items():
+        if name == "success_rate":
+            shown["success_rate_text"] = rate(value)
+        elif name.endswith("_duration"):
+            shown[f"{name}_text"] = duration(value)
+    return shown
+
+
 def running_rows(now: datetime) -> list[dict[str, Any]]:
     rows = []
     for run in stats.running_now():
@@ -59,7 +71,7 @@ def running_rows(now: datetime) -> list[dict[str, Any]]:
         done, total = run.progress_done, run.progress_total
         rows.append({
             "run": run,
-            "elapsed": max(0.0, (now - began).total_seconds()),
+            "elapsed": duration(max(0.0, (now - began).total_seconds())),
             "progress_done": done,
             "progress_total": total,
             "percent": (min(100, round(100 * done / total)) if done is not None and total
@@ -103,8 +115,9 @@ class Dashboard:
             window_label=label,
             windows=[(key, text) for key, (text, _) in WINDOWS.items()],
             category=category,
-            summary=stats.summary(since, now),
-            jobs=stats.job_rows(now, since, category=category or None),
+            summary=with_text(stats.summary(since, now)),
+            jobs=[with_text(row) for row in stats.job_rows(now, since,
+                                                           category=category or None)],
             communities=list(Community.objects.order_by("slug").only("pk", "slug",
                                                                         "is_active")),
             can_change=request.user.has_perm(CHANGE_PERM),
@@ -145,9 +158,9 @@ class Dashboard:
             since=since,
             until=until,
             community=community,
-            figures=history.stats,
+            figures=with_text(history.stats),
             chart=stacked_bars(history.timeline, since, until, unit),
-            runs=history.runs,
+            runs=[(run, duration(run.duration_seconds)) for run in history.runs],
             window_links=self._window_links(form, community),
             communities=list(Community.objects.order_by("slug").only("pk", "slug",
                                                                         "is_active")),

@@ -300,6 +300,6 @@ def test_action_needs_the_csrf_token(admin_user, community: Community) -> None:
 @pytest.mark.parametrize("seconds, shown", [(None, "—"), (0.8504, "850 ms"), (12.34, "12.3 s"),
                                             (245, "4 min 05 s"), (7380, "2 h 03 min")])
 def test_duration_format(seconds, shown) -> None:
-    from dashboard.templatetags.dashboard_format import duration
+    from dashboard.formatting import duration
 
     assert duration(seconds) == shown

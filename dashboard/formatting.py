@@ -1,13 +1,8 @@
-"""Formatting for the dashboard's figures."""
+"""Formatting of the dashboard's figures, applied in the views."""
 
 from __future__ import annotations
 
-from django import template
 
-register = template.Library()
-
-
-@register.filter
 def duration(seconds: float | None) -> str:
     """850 ms, 12.3 s, 4 min 05 s, 2 h 03 min; an em dash when unknown."""
     if seconds is None:
@@ -23,7 +18,6 @@ def duration(seconds: float | None) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
-@register.filter
 def rate(value: float | None) -> str:
     """A success rate: 97.5 %; an em dash without decided runs."""
     return "—" if value is None else f"{value:g} %"
