@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from automation.models import CommunityAutomationSetting, JobRun
 from automation.registry import CATEGORIES, QUEUES, JobSpec
+from communities import lookup
 from communities.models import Community
 
 HEALTH = ("green", "yellow", "red", "grey")
@@ -21,14 +22,10 @@ MAX_PAUSE = timedelta(days=366)
 # --- inputs --------------------------------------------------------------------------
 
 def find_community(reference: str | int) -> Community | None:
-    """By numeric id or slug. Only ASCII digits of a sane length are taken as an id, so
-    odd input ('²', a 40-digit number) is a slug that matches nothing, not a crash."""
-    text = str(reference).strip()
-    if text.isascii() and text.isdigit() and len(text) <= 18:
-        community = Community.objects.filter(pk=int(text)).first()
-        if community is not None:
-            return community
-    return Community.objects.filter(slug=text).first()
+    try:
+        return lookup.find_community(reference)
+    except lookup.CommunityNotFound:
+        return None
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "maxLength": 100}],
