@@ -2,8 +2,10 @@
 
 import socket
 
+import kombu.exceptions
 import redis
 import urllib3.exceptions
+from django.db import InterfaceError, OperationalError
 
 
 class JobError(Exception):
@@ -44,10 +46,29 @@ RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
 )
 
 
+# The platform's own infrastructure going away for a while: the database (connection lost,
+# server restarting, a serialization failure or deadlock), Redis (locks, leases), the
+# broker. Met by the execution path itself, or a database error met inside a job, a run is
+# retried on a budget of its own (AUTOMATION_INFRA_MAX_RETRIES), not the job's, and its
+# record is written only once the database is back. A job's own Redis or broker calls that
+# fail are the job's retryable errors (RETRYABLE_EXCEPTIONS), on the job's budget.
+DATABASE_EXCEPTIONS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+INFRASTRUCTURE_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    *DATABASE_EXCEPTIONS,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, DATABASE_EXCEPTIONS)
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, PermanentJobError):
         return False
-    return isinstance(exc, RETRYABLE_EXCEPTIONS)
+    return isinstance(exc, (*RETRYABLE_EXCEPTIONS, *INFRASTRUCTURE_EXCEPTIONS))
 
 
 def is_retryable_status(status: int) -> bool:

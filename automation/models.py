@@ -139,6 +139,15 @@ class JobRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the run's current message was published or falls due (a retry's "
+                  "countdown); a queued run long past it has lost its message.",
+    )
+    resumes = models.PositiveSmallIntegerField(
+        default=0, db_default=0,
+        help_text="Times the run was resumed after losing its worker or its message.",
+    )
     skip_reason = models.CharField(max_length=64, blank=True)
     error_type = models.CharField(max_length=200, blank=True)
     error_message = models.TextField(blank=True)

@@ -159,7 +159,8 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="automation@localhost")
 # --- Redis and Celery ---------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# Empty (as .env.example leaves it) counts as unset: the broker is then REDIS_URL.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or REDIS_URL
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="django-db")
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
@@ -175,10 +176,36 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # hoarding work that an idle process could take.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Must exceed the longest hard time limit, or Redis redelivers a running job's message.
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600),
-}
+# Broker choice (docs/broker.md): RabbitMQ (amqp://) in production, Redis (the default, the
+# demo's) otherwise. Both keep working through a broker restart: a worker reconnects for
+# as long as it takes (None: no limit; Celery's default gives up after 100 attempts).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+BROKER_IS_AMQP = CELERY_BROKER_URL.split("://", 1)[0] in ("amqp", "amqps", "pyamqp")
+# Redis only: must exceed the longest hard time limit, or Redis redelivers a running job's
+# message; it is also how long a message taken by a lost worker stays invisible.
+REDIS_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600)
+if BROKER_IS_AMQP:
+    # Publisher confirms: apply_async returns only once RabbitMQ has taken the message
+    # (written to disk for a persistent message on a durable queue). Queues and exchanges
+    # (config/celery.py) are durable and messages persistent by default (kombu's
+    # durable=True, Celery's task_default_delivery_mode=2), stated here so it is visible.
+    # RabbitMQ itself must run with consumer_timeout above the longest hard time limit
+    # (deploy/rabbitmq/rabbitmq.conf), or it closes the channel of a long acks_late job.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+    # A publish (web, beat, a job's retry) rides out a broker restart of ~10 s: retries at
+    # 0, 1, 2, 3, 4 s instead of Celery's default ~0.6 s in total.
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {
+        "max_retries": 5, "interval_start": 0, "interval_step": 1, "interval_max": 4,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
+# On a lost broker connection a running acks_late job keeps running (Celery 5's default,
+# stated because 6.0 flips it): its message goes back to the queue, and the second delivery
+# finds the run lock held by the live attempt, so the job does not run twice. Cancelling
+# instead would throw away the work done so far (up to hours) at every broker blip.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_DEFAULT_QUEUE = "automation"
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_SEND_TASK_EVENTS = True
@@ -209,9 +236,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.missed_run_watchdog",
         "schedule": env.float("AUTOMATION_WATCHDOG_INTERVAL_SECONDS", default=300.0),
     },
+    # A lost attempt is resumed within the run lease + this interval (docs/reliability.md).
     "monitoring-reap-stuck-runs": {
         "task": "monitoring.reap_stuck_runs",
-        "schedule": 300.0,
+        "schedule": env.float("AUTOMATION_REAPER_INTERVAL_SECONDS", default=60.0),
     },
     "monitoring-prune-run-history": {
         "task": "monitoring.prune_run_history",
@@ -282,12 +310,27 @@ ALERT_HTTP_TIMEOUT_SECONDS = env.float("ALERT_HTTP_TIMEOUT_SECONDS", default=10.
 AUTOMATION_WATCHDOG_GRACE_SECONDS = env.int("AUTOMATION_WATCHDOG_GRACE_SECONDS", default=600)
 AUTOMATION_WATCHDOG_LOOKBACK_SECONDS = env.int("AUTOMATION_WATCHDOG_LOOKBACK_SECONDS",
                                                default=6 * 3600)
-# A run still `running` this long past its job's hard time limit lost its worker.
+# A running attempt holds its run lock as a lease of this many seconds, renewed every third
+# of it; a lease that expires means the attempt's process is gone (docs/reliability.md).
+AUTOMATION_RUN_LEASE_SECONDS = env.int("AUTOMATION_RUN_LEASE_SECONDS", default=30)
+# A run resumed this many times after losing its worker fails instead (a job that kills its
+# worker every time, e.g. by running out of memory, must not loop forever).
+AUTOMATION_MAX_RESUMES = env.int("AUTOMATION_MAX_RESUMES", default=3)
+# A queued run this long past its message's due time, in a queue that has moved past it, has
+# lost its message (a broker restarted without persistence, a failed publish): re-published.
+AUTOMATION_REQUEUE_AFTER_SECONDS = env.int("AUTOMATION_REQUEUE_AFTER_SECONDS", default=300)
+# Database, Redis or broker errors are retried on this budget of their own (backoff 1 s
+# doubling up to the cap), not the job's: ~20 minutes of outage at the defaults.
+AUTOMATION_INFRA_MAX_RETRIES = env.int("AUTOMATION_INFRA_MAX_RETRIES", default=25)
+AUTOMATION_INFRA_BACKOFF_CAP_SECONDS = env.float("AUTOMATION_INFRA_BACKOFF_CAP_SECONDS",
+                                                 default=60.0)
+# Hard-limit bookkeeping: a run still `running` this long past its job's hard time limit is
+# past any attempt's life (used where no lease is visible, e.g. a job removed from the code).
 AUTOMATION_REAPER_MARGIN_SECONDS = env.int("AUTOMATION_REAPER_MARGIN_SECONDS", default=300)
 # A run still `queued` and never started this long after creation was never picked up.
 AUTOMATION_REAPER_QUEUED_SECONDS = env.int(
     "AUTOMATION_REAPER_QUEUED_SECONDS",
-    default=CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"],
+    default=REDIS_VISIBILITY_TIMEOUT,
 )
 # Run records (JobRun, Celery TaskResult) older than this are deleted nightly, in batches.
 AUTOMATION_RUN_RETENTION_DAYS = env.int("AUTOMATION_RUN_RETENTION_DAYS", default=90)

@@ -81,7 +81,8 @@ def reap_stuck_runs() -> dict:
     from .reaper import reap_stuck_runs as reap
 
     report = reap(timezone.now())
-    return {"worker_lost": len(report.worker_lost),
+    return {"resumed": len(report.resumed), "republished": len(report.republished),
+            "worker_lost": len(report.worker_lost),
             "never_picked_up": len(report.never_picked_up)}
 
 

@@ -79,3 +79,19 @@ def test_stubborn(community, now):
         except SoftTimeLimitExceeded:
             continue
     return {"finished": True}
+
+
+@tenant_job(
+    name="test_db_blip",
+    description="Loses its database connection a given number of times, then succeeds.",
+    category="testing",
+    max_retries=0,
+    params_form=FlakyParams,
+)
+def test_db_blip(community, now, failures=2):
+    from django.db import OperationalError
+
+    attempt = get_redis().incr(f"test:db_blip:{community.pk}")
+    if attempt <= failures:
+        raise OperationalError("server closed the connection unexpectedly")
+    return {"attempt": attempt}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -45,6 +46,8 @@ class SmtpHandler:
         # address -> SMTP reply, e.g. "550 5.1.1 mailbox unavailable" (hard bounce)
         # or "451 4.3.0 try again later" (soft bounce)
         self.reject: dict[str, str] = {}
+        # Seconds each message takes to accept: a slow server, so a run can be hit mid-send.
+        self.delay = 0.0
         self.lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -55,6 +58,8 @@ class SmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.mails.append(ReceivedMail(session.peer, envelope.mail_from,

@@ -28,6 +28,8 @@ if "REDIS_URL" not in os.environ:
     os.environ["REDIS_URL"] = _claim_redis_db()
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
 os.environ.setdefault("AUTOMATION_EXTRA_JOB_MODULES", "tests.jobs")
+# Short run leases, so tests of lost and duplicate attempts wait seconds, not half a minute.
+os.environ.setdefault("AUTOMATION_RUN_LEASE_SECONDS", "4")
 # One fresh metrics directory per test session, shared with the worker subprocess.
 os.environ.setdefault("METRICS_DIR", tempfile.mkdtemp(prefix="automation-metrics-"))
 

@@ -4,9 +4,10 @@ and push, to the members who opted in — at most once per member, local day and
 Idempotency: the DigestDelivery ledger, keyed (community, member, local date, channel).
 Each batch first claims its rows (`pending`), then sends, then records `sent`, `failed`
 (retried by a later attempt, up to MAX_SEND_ATTEMPTS) or `bounced` (hard; never again).
-Only one run per community holds the platform's run lock at a time, and the lock outlives
-the hard time limit, so a `pending` row found at the start of a run was left by an attempt
-that died between claim and send: it is sent now (at least once, never lost).
+Only one attempt per community holds the platform's run lock at a time (a lease its process
+keeps renewing), so a `pending` row found at the start of a run was left by an attempt that
+died between claim and send: it is sent now (at least once, never lost; the window is the one
+message sent but not yet recorded).
 """
 
 from __future__ import annotations

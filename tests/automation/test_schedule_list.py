@@ -14,10 +14,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 EXPECTED = """\
 job            community  cron         timezone          enabled  next_run_utc      next_run_local
 test_broken    acme       0 * * * *    America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
+test_db_blip   acme       on demand    America/New_York  yes      -                 -
 test_flaky     acme       on demand    America/New_York  yes      -                 -
 test_sleep     acme       0 12 * * *   America/New_York  yes      2026-07-01 16:00  2026-07-01 12:00 EDT
 test_stubborn  acme       on demand    America/New_York  yes      -                 -
 test_broken    kolkata    0 * * * *    Asia/Kolkata      no       -                 -
+test_db_blip   kolkata    on demand    Asia/Kolkata      yes      -                 -
 test_flaky     kolkata    on demand    Asia/Kolkata      yes      -                 -
 test_sleep     kolkata    */5 * * * *  Asia/Kolkata      yes      2026-07-01 15:50  2026-07-01 21:20 IST
 test_stubborn  kolkata    on demand    Asia/Kolkata      yes      -                 -

@@ -36,7 +36,8 @@ def test_beat_schedules_every_platform_task_on_the_automation_queue() -> None:
 
 
 def test_tasks_run_and_do_not_overlap(db) -> None:
-    assert tasks.reap_stuck_runs.apply().get() == {"worker_lost": 0, "never_picked_up": 0}
+    assert tasks.reap_stuck_runs.apply().get() == {"resumed": 0, "republished": 0,
+                                                   "worker_lost": 0, "never_picked_up": 0}
     assert tasks.check_alerts.apply().get()["scanned"] == 0
     assert tasks.missed_run_watchdog.apply().get()["missed"] == 0
     assert tasks.prune_run_history.apply().get()["complete"] is True
