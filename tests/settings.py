@@ -39,7 +39,9 @@ from config.settings import *  # noqa: E402, F403
 # each other's database (the worker subprocess is handed the name explicitly).
 DATABASES["default"]["TEST"] = {"NAME": f"test_automation_{os.getpid()}"}  # noqa: F405
 
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# In memory, except for worker processes a test points at its SMTP server (chaos tests).
+EMAIL_BACKEND = os.environ.get("TEST_EMAIL_BACKEND",
+                               "django.core.mail.backends.locmem.EmailBackend")
 STRIPE_API_KEY = "sk_test_local"
 STRIPE_WEBHOOK_SECRET = "whsec_tests_only"
 SITE_URL = "http://testserver"
