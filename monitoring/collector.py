@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from automation.models import CommunityAutomationSetting, JobRun
 from automation.registry import all_jobs
 
-from .broker import is_redis_broker, queue_states
+from .broker import is_amqp_broker, is_redis_broker, queue_states
 from .heartbeat import read_timestamps
 from .models import Alert, MissedRun
 
@@ -78,22 +78,27 @@ class PlatformCollector:
     # -- broker ---------------------------------------------------------------------------
 
     def _broker(self) -> Iterator[Metric]:
-        if not is_redis_broker():
+        if not (is_redis_broker() or is_amqp_broker()):
             return
         now = time.time()
         states, unacked = queue_states(list(settings.MONITORING_QUEUES))
         depth = GaugeMetricFamily(
             "automation_queue_depth",
             "Messages waiting in the broker queue (all priority sub-queues).", labels=["queue"])
+        for state in states:
+            depth.add_metric([state.queue], state.depth)
+        yield depth
+        if not is_redis_broker():
+            # RabbitMQ cannot show a waiting message without taking it, nor count unacked
+            # messages on a passive look (docs/broker.md): depth only.
+            return
         age = GaugeMetricFamily(
             "automation_queue_oldest_message_age_seconds",
             "Age of the oldest waiting message (by its sent-at header); 0 when none waits.",
             labels=["queue"])
         for state in states:
-            depth.add_metric([state.queue], state.depth)
             oldest = state.oldest_sent_at.timestamp() if state.oldest_sent_at else now
             age.add_metric([state.queue], max(0.0, now - oldest))
-        yield depth
         yield age
         yield GaugeMetricFamily(
             "automation_broker_unacked_messages",

@@ -165,3 +165,66 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A broker URL of a RabbitMQ vhost of this test session's own, deleted at the end.
+
+    The vhost (`automation-test-<host>-<pid>`) is made with rabbitmqctl on the local node
+    and opened to `guest`; vhosts this host's sessions left behind when they died are
+    deleted first. RABBITMQ_TEST_URL, if set, is used as it is instead (its owner isolates
+    and cleans it). Skipped only when rabbitmqctl is absent and nothing answers on
+    127.0.0.1:5672; CI starts RabbitMQ (.ci/run).
+    """
+    import re
+    import shutil
+    import socket
+
+    preset = os.environ.get("RABBITMQ_TEST_URL")
+    if preset:
+        yield preset
+        return
+    host, port = "127.0.0.1", 5672
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None and not reachable:
+        pytest.skip(f"RabbitMQ tests: no rabbitmqctl and no broker on {host}:{port}")
+    if ctl is None:
+        pytest.fail(f"RabbitMQ answers on {host}:{port} but rabbitmqctl is missing, so this "
+                    "session cannot have a vhost of its own; set RABBITMQ_TEST_URL to one")
+    if not reachable:
+        pytest.fail(f"rabbitmqctl is installed but nothing answers on {host}:{port}: start "
+                    "RabbitMQ (rabbitmq-server -detached; .ci/run does)")
+
+    def rabbitmqctl(*args: str) -> str:
+        done = subprocess.run([ctl, "-q", *args], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
+        return done.stdout
+
+    prefix = f"automation-test-{re.sub(r'[^A-Za-z0-9]', '', socket.gethostname())}-"
+    for name in rabbitmqctl("list_vhosts", "--no-table-headers").split():
+        pid = name.removeprefix(prefix)
+        if not (name.startswith(prefix) and pid.isdigit()):
+            continue
+        try:
+            # Ours can only be a leftover of an earlier process that had our pid.
+            alive = int(pid) != os.getpid() and os.kill(int(pid), 0) is None
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            rabbitmqctl("delete_vhost", name)  # its session is gone
+    vhost = f"{prefix}{os.getpid()}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{host}:{port}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)

@@ -52,10 +52,12 @@ _OBJECTS = tempfile.mkdtemp(prefix="automation-objects-")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "archive": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": f"{_OBJECTS}/archive", "allow_overwrite": True}},
-    "warehouse": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                  "OPTIONS": {"location": f"{_OBJECTS}/warehouse", "allow_overwrite": True}},
+    # An S3 bucket where the environment names one (a worker of a chaos test), like
+    # production; else a throwaway directory.
+    **{name: (object_storage(name) if os.environ.get(f"{name.upper()}_S3_BUCKET") else  # noqa: F405
+              {"BACKEND": "django.core.files.storage.FileSystemStorage",
+               "OPTIONS": {"location": f"{_OBJECTS}/{name}", "allow_overwrite": True}})
+       for name in ("archive", "warehouse")},
 }
 # Static files are served from the finders in tests; nothing is collected.
 WHITENOISE_USE_FINDERS = True

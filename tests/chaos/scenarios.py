@@ -30,8 +30,9 @@ FULL = os.environ.get("CHAOS_SCALE") == "full"
 full_only = pytest.mark.skipif(not FULL, reason="release-sized chaos: scripts/chaos")
 
 # Digest recipients, and how long an outage lasts, by scale.
-MEMBERS = 2000 if FULL else 200
-OUTAGE_SECONDS = 120.0 if FULL else 10.0
+# CHAOS_MEMBERS / CHAOS_OUTAGE_SECONDS override them (a quick look at one scenario).
+MEMBERS = int(os.environ.get("CHAOS_MEMBERS", 2000 if FULL else 200))
+OUTAGE_SECONDS = float(os.environ.get("CHAOS_OUTAGE_SECONDS", 120.0 if FULL else 10.0))
 # Seconds the SMTP sink takes per message: the digest runs long enough to be hit mid-send.
 SMTP_DELAY = 0.004 if FULL else 0.01
 
