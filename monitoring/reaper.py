@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 WORKER_LOST = "WorkerLost"
 MESSAGE_LOST = "MessageLost"
 NEVER_PICKED_UP = "NeverPickedUp"
+PUBLISH_TOLERANCE = timedelta(seconds=60)
 # Runs settled per pass: a bounded pass every minute, not one giant one after an outage.
 BATCH = 2000
 
@@ -106,11 +107,13 @@ def _republish_lost_messages(now: datetime, report: ReapReport) -> None:
         return
     for run in queued:
         state = states.get(run.queue)
-        # FIFO: a queue that is empty, or whose oldest waiting message was sent after this
-        # run fell due, no longer holds this run's message.
+        # FIFO: a queue that is empty, or whose oldest waiting message was sent well after
+        # this run fell due, no longer holds this run's message (which was sent at about
+        # its due time: PUBLISH_TOLERANCE covers the gap, e.g. a commit before publishing).
         moved_past = state is not None and (
             state.depth == 0
-            or (state.oldest_sent_at is not None and state.oldest_sent_at > run.due))
+            or (state.oldest_sent_at is not None
+                and state.oldest_sent_at > run.due + PUBLISH_TOLERANCE))
         if not moved_past:
             continue
         what = f"message lost: still queued {int((now - run.due).total_seconds())} s after " \

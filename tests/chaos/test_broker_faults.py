@@ -18,7 +18,7 @@ from automation.runs import enqueue_run
 from communities.models import Community
 from tests.brokers import purge_queues
 
-from .harness import TcpProxy, use_broker, use_redis, wait_until
+from .harness import RedisServer, TcpProxy, broker_counts, use_broker, use_redis, wait_until
 from .scenarios import (
     MEMBERS,
     OUTAGE_SECONDS,
@@ -153,3 +153,37 @@ def test_whole_worker_lost_on_rabbitmq(start_worker, chaos_env, rabbitmq_proxy, 
     report_line(f"worker process group SIGKILLed mid-digest on RabbitMQ: redelivered to the "
                 f"standby worker at once, {len(recipients)}/{len(recipients)} received, "
                 f"{mail.duplicates} duplicate, no reaper needed, {recovery} s to completion")
+
+
+def test_queued_messages_lost_with_a_non_persistent_broker(start_worker, chaos_env,
+                                                           many_communities, settings,
+                                                           report_line) -> None:
+    """A broker Redis without persistence restarts while runs wait (no worker consuming):
+    every message is gone. The reaper sees queued runs whose queue has moved past them and
+    publishes them again; each runs once."""
+    settings.AUTOMATION_REQUEUE_AFTER_SECONDS = 5
+    with RedisServer(appendonly=False) as broker_redis:
+        broker = broker_redis.url(0)
+        with use_broker(broker), use_redis(chaos_env["REDIS_URL"]) as redis:
+            runs = _queue_sleepers(many_communities, RUNS, 0.05)
+            assert broker_counts(broker).total == RUNS
+            broker_redis.restart(kill=True)
+            assert broker_counts(broker).total == 0  # lost with the broker
+            worker = start_worker({"CELERY_BROKER_URL": broker})
+            with timed() as elapsed:
+                reports = []
+                for run in runs:
+                    _, seen = settle(run, 120, log=lambda: worker.log_text(tail=60))
+                    reports.extend(seen)
+                recovery = elapsed()
+            executions = _executions(redis, many_communities)
+
+    republished = sum(len(r.republished) for r in reports)
+    statuses = set(JobRun.objects.filter(pk__in=[r.pk for r in runs])
+                   .values_list("status", flat=True))
+    assert statuses == {JobRun.Status.SUCCEEDED}
+    assert (republished, executions) == (RUNS, RUNS)
+    report_line(f"broker Redis without persistence restarted with {RUNS} runs queued (all "
+                f"{RUNS} messages lost): {republished} republished by the reaper, {RUNS}/{RUNS} "
+                f"succeeded, {executions} executions, {recovery} s to the last (re-publish "
+                f"after {settings.AUTOMATION_REQUEUE_AFTER_SECONDS} s here, 300 s by default)")

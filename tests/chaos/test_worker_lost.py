@@ -3,6 +3,7 @@ mid-billing. Asserted at the SMTP sink, at the Stripe server and on the run reco
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -64,12 +65,13 @@ def test_pool_process_killed_mid_digest(start_worker, chaos_env, smtp_server,
                 f"run succeeded after {run.attempts} attempts, {recovery} s to completion")
 
 
-def test_whole_worker_lost_mid_digest(start_worker, chaos_env, smtp_server,
+@pytest.mark.parametrize("kill", ["main_process", "process_group"])
+def test_whole_worker_lost_mid_digest(kill: str, start_worker, chaos_env, smtp_server,
                                       community: Community, report_line) -> None:
-    """SIGKILL the worker's whole process group (its host gone) mid-digest of a manual run;
-    a new worker comes up. Redis hands the lost message back only after the visibility
-    timeout (4 h), so the run is resumed by the reaper once its lease has expired, and every
-    member has the digest."""
+    """SIGKILL the worker's main process (its pool dies with it) or its whole process group
+    (the host gone) mid-digest of a manual run; a new worker comes up. Redis hands the lost
+    message back only after the visibility timeout (4 h), so the run is resumed by the
+    reaper once its lease has expired, and every member has the digest."""
     recipients = seed_digest_community(community)
     smtp_server.handler.delay = SMTP_DELAY
     env = mail_env(smtp_server.port)
@@ -77,6 +79,11 @@ def test_whole_worker_lost_mid_digest(start_worker, chaos_env, smtp_server,
     with use_broker(chaos_env["CELERY_BROKER_URL"]), use_redis(chaos_env["REDIS_URL"]):
         run = _digest(community)
         sent_before_kill = wait_for_sent(smtp_server, MEMBERS // 3)
+        if kill == "main_process":
+            first.kill_main()
+            # The orphaned pool notices its parent is gone and exits by itself.
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: not first.group_pids(), 10)
         first.kill_all()
         with timed() as elapsed:
             second = start_worker(env, name="second")
@@ -89,7 +96,8 @@ def test_whole_worker_lost_mid_digest(start_worker, chaos_env, smtp_server,
     assert mail.duplicates <= 1
     assert (run.resumes, resumed(reports)) == (1, 1)
     assert run.worker_hostname.startswith("second")
-    report_line(f"worker process group SIGKILLed mid-digest at {sent_before_kill}/{MEMBERS} "
+    report_line(f"worker {kill.replace('_', ' ')} SIGKILLed mid-digest at "
+                f"{sent_before_kill}/{MEMBERS} "
                 f"sent, new worker started: {len(recipients)}/{len(recipients)} received, "
                 f"{mail.duplicates} duplicate, resumed once, {recovery} s to completion "
                 f"(lease {settings.AUTOMATION_RUN_LEASE_SECONDS} s + a reaper pass)")
