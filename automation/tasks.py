@@ -153,11 +153,16 @@ class _Delivery:
     run_id: int | None
     scheduled_for: datetime | None
     params: dict[str, Any] | None
+    sent_at: datetime | None = None  # beat stamps its slot here (SENT_AT_HEADER)
     run: JobRun | None = None
 
     def retry_kwargs(self) -> dict[str, Any]:
+        # A retry carries the slot explicitly: it is sent later, and a scheduled message's
+        # slot must not move to the time of the retry.
         run = self.run
         slot = run.scheduled_for if run is not None else self.scheduled_for
+        if slot is None and self.trigger == JobRun.Trigger.SCHEDULE:
+            slot = self.sent_at
         return {
             "community_id": self.community_id,
             "trigger": self.trigger,
@@ -184,7 +189,8 @@ def execute_run(
     the platform's own budget and its record is written only once they are back; if even
     the retry cannot be published, the message goes back to the broker unacknowledged.
     """
-    delivery = _Delivery(community_id, trigger, run_id, scheduled_for, params)
+    delivery = _Delivery(community_id, trigger, run_id, scheduled_for, params,
+                         sent_at=parse_datetime(task.request.get(SENT_AT_HEADER) or ""))
     try:
         return _attempt(task, spec, delivery, clock)
     except (Retry, Reject):

@@ -140,3 +140,20 @@ def past_due_invoices(community: Community, count: int, slot: datetime,
                           customer=subscription.stripe_customer_id)
         ids.append(stripe_id)
     return ids
+
+
+def assert_paid_once(stripe_server: Any, invoice_ids: list[str]) -> dict[str, int]:
+    """Every invoice paid, and Stripe executed exactly one charge for each."""
+    counts = stripe_server.charge_counts()
+    assert {i: counts.get(i, 0) for i in invoice_ids} == {i: 1 for i in invoice_ids}
+    assert set(Invoice.objects.filter(stripe_invoice_id__in=invoice_ids)
+               .values_list("status", flat=True)) == {Invoice.Status.PAID}
+    return counts
+
+
+def assert_each_succeeded_once(runs: list[JobRun], executions: int) -> None:
+    """Every run ended `succeeded` and the job body ran once per run."""
+    statuses = set(JobRun.objects.filter(pk__in=[r.pk for r in runs])
+                   .values_list("status", flat=True))
+    assert statuses == {JobRun.Status.SUCCEEDED}
+    assert executions == len(runs)

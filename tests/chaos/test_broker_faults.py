@@ -24,6 +24,7 @@ from .scenarios import (
     OUTAGE_SECONDS,
     SMTP_DELAY,
     Deliveries,
+    assert_each_succeeded_once,
     mail_env,
     seed_digest_community,
     settle,
@@ -73,10 +74,7 @@ def test_redis_broker_restart_under_busy_workers(start_worker, chaos_env, chaos_
         recovery = _settle_all(runs, 180, lambda: worker.log_text(tail=80))
         executions = _executions(chaos_redis.client(), many_communities)
 
-    statuses = set(JobRun.objects.filter(pk__in=[r.pk for r in runs])
-                   .values_list("status", flat=True))
-    assert statuses == {JobRun.Status.SUCCEEDED}
-    assert executions == RUNS
+    assert_each_succeeded_once(runs, executions)
     assert worker.alive, worker.log_text(tail=80)
     report_line(f"Redis (broker + locks, AOF) SIGKILLed for 3 s with {RUNS} runs queued and "
                 f"running: worker alive, {RUNS}/{RUNS} succeeded, {executions} executions, "
@@ -109,10 +107,7 @@ def test_rabbitmq_connections_cut_under_busy_workers(start_worker, chaos_env, ra
         recovery = _settle_all(runs, 180, lambda: worker.log_text(tail=80))
         executions = _executions(redis, many_communities)
 
-    statuses = set(JobRun.objects.filter(pk__in=[r.pk for r in runs])
-                   .values_list("status", flat=True))
-    assert statuses == {JobRun.Status.SUCCEEDED}
-    assert executions == RUNS
+    assert_each_succeeded_once(runs, executions)
     assert worker.alive, worker.log_text(tail=80)
     report_line(f"RabbitMQ connections cut for {OUTAGE_SECONDS:g} s with {RUNS} runs queued "
                 f"and running: worker alive, {RUNS}/{RUNS} succeeded, {executions} "
@@ -179,10 +174,8 @@ def test_queued_messages_lost_with_a_non_persistent_broker(start_worker, chaos_e
             executions = _executions(redis, many_communities)
 
     republished = sum(len(r.republished) for r in reports)
-    statuses = set(JobRun.objects.filter(pk__in=[r.pk for r in runs])
-                   .values_list("status", flat=True))
-    assert statuses == {JobRun.Status.SUCCEEDED}
-    assert (republished, executions) == (RUNS, RUNS)
+    assert_each_succeeded_once(runs, executions)
+    assert republished == RUNS
     report_line(f"broker Redis without persistence restarted with {RUNS} runs queued (all "
                 f"{RUNS} messages lost): {republished} republished by the reaper, {RUNS}/{RUNS} "
                 f"succeeded, {executions} executions, {recovery} s to the last (re-publish "

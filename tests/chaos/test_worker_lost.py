@@ -13,7 +13,6 @@ from django.utils import timezone
 from automation.models import JobRun
 from automation.registry import get_job
 from automation.runs import enqueue_run
-from billing.models import Invoice
 from communities.models import Community
 
 from .harness import use_broker, use_redis, wait_until
@@ -21,6 +20,7 @@ from .scenarios import (
     MEMBERS,
     SMTP_DELAY,
     Deliveries,
+    assert_paid_once,
     mail_env,
     past_due_invoices,
     resumed,
@@ -129,11 +129,8 @@ def test_worker_killed_mid_billing(kill: str, start_worker, chaos_env, stripe_se
             run, _ = settle(run, 120, log=lambda: worker.log_text(tail=60))
             recovery = elapsed()
 
-    counts = stripe_server.charge_counts()
     assert run.status == JobRun.Status.SUCCEEDED, run.error_message
-    assert {i: counts.get(i, 0) for i in ids} == {i: 1 for i in ids}
-    assert set(Invoice.objects.filter(stripe_invoice_id__in=ids)
-               .values_list("status", flat=True)) == {Invoice.Status.PAID}
+    counts = assert_paid_once(stripe_server, ids)
     report_line(f"{kill.replace('_', ' ')} SIGKILLed mid-billing: {invoices}/{invoices} "
                 f"invoices paid, max charges per invoice at Stripe {max(counts.values())}, "
                 f"{recovery} s to completion")
