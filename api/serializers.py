@@ -161,8 +161,8 @@ class RunSerializer(serializers.ModelSerializer):
         model = JobRun
         fields = ["id", "job_name", "community", "trigger", "status", "queue", "params",
                   "scheduled_for", "created_at", "started_at", "finished_at",
-                  "duration_seconds", "attempts", "skip_reason", "error_type", "error_message",
-                  "result", "progress_done", "progress_total"]
+                  "duration_seconds", "attempts", "resumes", "skip_reason", "error_type",
+                  "error_message", "result", "progress_done", "progress_total"]
         read_only_fields = fields
 
 

@@ -97,7 +97,7 @@ class CommunityAutomationSettingAdmin(ScheduleColumns, admin.ModelAdmin):
 @admin.register(JobRun)
 class JobRunAdmin(admin.ModelAdmin):
     list_display = ["id", "job_name", "community", "trigger", "status_badge", "scheduled_for",
-                    "started_at", "duration", "attempts", "short_error"]
+                    "started_at", "duration", "attempts", "resumes", "short_error"]
     list_filter = ["job_name", "status", "trigger", "community", "created_at"]
     search_fields = ["job_name", "community__slug", "celery_task_id", "error_message"]
     date_hierarchy = "created_at"
