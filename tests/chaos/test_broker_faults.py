@@ -180,3 +180,36 @@ def test_queued_messages_lost_with_a_non_persistent_broker(start_worker, chaos_e
                 f"{RUNS} messages lost): {republished} republished by the reaper, {RUNS}/{RUNS} "
                 f"succeeded, {executions} executions, {recovery} s to the last (re-publish "
                 f"after {settings.AUTOMATION_REQUEUE_AFTER_SECONDS} s here, 300 s by default)")
+
+
+def test_redis_broker_restart_while_one_job_runs(start_worker, chaos_env, chaos_redis,
+                                                 smtp_server, community: Community,
+                                                 many_communities, report_line) -> None:
+    """Redis restarts while one pool process sends a digest and the other waits for work
+    (the case that killed celery 5.7.0's worker with `AttributeError: 'NoneType' object has
+    no attribute 'hostname'` as it restored the unacknowledged message): the worker
+    reconnects, the digest completes, and runs queued afterwards run."""
+    recipients = seed_digest_community(community)
+    smtp_server.handler.delay = 0.03
+    worker = start_worker(mail_env(smtp_server.port))
+    with use_broker(chaos_env["CELERY_BROKER_URL"]), use_redis(chaos_env["REDIS_URL"]):
+        digest = enqueue_run(get_job("daily_community_digest"), community,
+                             trigger=JobRun.Trigger.MANUAL, now=timezone.now())
+        wait_for_sent(smtp_server, 20)
+        chaos_redis.restart(kill=False, down_for=2.0)
+        time.sleep(3.0)  # the worker notices and reconnects (or dies)
+        assert worker.alive, worker.log_text(tail=80)
+        runs = _queue_sleepers(many_communities, RUNS // 3, 0.05)
+        recovery = _settle_all([digest, *runs], 180, lambda: worker.log_text(tail=80))
+        executions = _executions(chaos_redis.client(), many_communities)
+
+    assert worker.alive, worker.log_text(tail=80)
+    digest.refresh_from_db()
+    assert digest.status == JobRun.Status.SUCCEEDED, digest.error_message
+    mail = Deliveries.of(smtp_server)
+    assert mail.missing(recipients) == [] and mail.duplicates <= 1
+    assert_each_succeeded_once(runs, executions)
+    report_line(f"Redis (broker + locks) restarted (down 2 s) while one job ran and the other "
+                f"pool process idled: worker alive, digest {len(recipients)}/"
+                f"{len(recipients)} received, {len(runs)}/{len(runs)} later runs succeeded, "
+                f"{recovery} s")
