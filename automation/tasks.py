@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task
-from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from celery.worker.request import Request
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.db.models import Exists, F, Subquery, Value
@@ -59,6 +60,22 @@ def backoff_delay(spec: JobSpec, retries_so_far: int, rng: random.Random | None 
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
+class JobRequest(Request):
+    """A job message as the worker's main process handles it."""
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        # A hard time limit kills the pool process: the main process is the only one left
+        # to close the run record and free the lock (celery calls no task hook for it).
+        if not soft:
+            try:
+                record_hard_timeout(self.task.name, self.id, f"TimeLimitExceeded({timeout})")
+            except Exception:
+                # Never let the bookkeeping take the worker down (the database may be away):
+                # the reaper settles a run whose attempt no longer holds its lease.
+                logger.exception("could not record the hard time limit of %s", self.id)
+
+
 class JobTask(Task):
     """Base class of job tasks; JobRun is the run record, so Celery results are not kept."""
 
@@ -66,12 +83,7 @@ class JobTask(Task):
     ignore_result = True
     acks_late = True
     typing = True
-
-    def on_failure(self, exc, task_id, args, kwargs, einfo):
-        # A hard time limit kills the pool process; the worker's main process reports it
-        # here, and this is the only place left to close the run record and the lock.
-        if isinstance(exc, TimeLimitExceeded):
-            record_hard_timeout(self.name, task_id, str(exc))
+    Request = JobRequest
 
 
 def make_job_task(spec: JobSpec) -> Task:

@@ -158,7 +158,9 @@ class Publisher:
         self.origin = anon_nodename()
         self.reply_to = app.thread_oid
         # app.conf lookups cost microseconds each: read them once.
-        self._repr_maxlevels = app.conf.task_repr_maxlevels
+        # task_repr_maxlevels exists from celery 5.7; before it, apply_async used
+        # saferepr's default depth (3).
+        self._repr_maxlevels = app.conf.get("task_repr_maxlevels", 3)
         self._argsrepr_maxsize = self.amqp.argsrepr_maxsize
         self._kwargsrepr_maxsize = self.amqp.kwargsrepr_maxsize
         self._connection = None
