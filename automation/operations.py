@@ -87,7 +87,7 @@ def resume(setting: CommunityAutomationSetting) -> None:
 def in_progress(spec: JobSpec, community: Community, now: datetime) -> JobRun | None:
     """A queued or running run younger than the job could possibly live (older ones are
     stuck and left to the reaper, not allowed to block triggers forever)."""
-    horizon = now - timedelta(seconds=spec.lock_ttl)
+    horizon = now - timedelta(seconds=spec.in_progress_horizon)
     return (JobRun.objects.filter(job_name=spec.name, community=community,
                                   status__in=[JobRun.Status.QUEUED, JobRun.Status.RUNNING],
                                   created_at__gte=horizon)

@@ -50,7 +50,7 @@ class JobSpec:
         return self.default_cron is not None
 
     @property
-    def lock_ttl(self) -> int:
+    def in_progress_horizon(self) -> int:
         from django.conf import settings
 
         return self.time_limit + settings.AUTOMATION_LOCK_MARGIN_SECONDS

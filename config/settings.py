@@ -251,8 +251,8 @@ DJANGO_CELERY_BEAT_TZ_AWARE = True
 # --- Automation platform ------------------------------------------------------------
 # Extra modules holding @tenant_job definitions beyond each app's `jobs` package.
 AUTOMATION_EXTRA_JOB_MODULES = env.list("AUTOMATION_EXTRA_JOB_MODULES", default=[])
-# Seconds a run lock outlives the job's hard time limit, so a lock never expires under a
-# still-running job.
+# A manual trigger refuses (409) while a queued or running run of the same job and community
+# is younger than the job's hard time limit + this; older ones are the reaper's to settle.
 AUTOMATION_LOCK_MARGIN_SECONDS = env.int("AUTOMATION_LOCK_MARGIN_SECONDS", default=60)
 # A manual trigger of the same job for the same community is refused (429) within this.
 AUTOMATION_TRIGGER_COOLDOWN_SECONDS = env.int("AUTOMATION_TRIGGER_COOLDOWN_SECONDS", default=10)
@@ -324,9 +324,6 @@ AUTOMATION_REQUEUE_AFTER_SECONDS = env.int("AUTOMATION_REQUEUE_AFTER_SECONDS", d
 AUTOMATION_INFRA_MAX_RETRIES = env.int("AUTOMATION_INFRA_MAX_RETRIES", default=25)
 AUTOMATION_INFRA_BACKOFF_CAP_SECONDS = env.float("AUTOMATION_INFRA_BACKOFF_CAP_SECONDS",
                                                  default=60.0)
-# Hard-limit bookkeeping: a run still `running` this long past its job's hard time limit is
-# past any attempt's life (used where no lease is visible, e.g. a job removed from the code).
-AUTOMATION_REAPER_MARGIN_SECONDS = env.int("AUTOMATION_REAPER_MARGIN_SECONDS", default=300)
 # A run still `queued` and never started this long after creation was never picked up.
 AUTOMATION_REAPER_QUEUED_SECONDS = env.int(
     "AUTOMATION_REAPER_QUEUED_SECONDS",
