@@ -12,7 +12,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task, shared_task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
@@ -400,8 +400,7 @@ def _fail_or_retry(task: Task, spec: JobSpec, delivery: _Delivery, exc: Exceptio
         run.error_type, run.error_message = error_type, str(exc)[:2000]
         run.save(update_fields=["status", "queued_at", "error_type", "error_message"])
         observe_retry(spec.name, spec.queue)
-        raise task.retry(countdown=delay, exc=exc, kwargs=delivery.retry_kwargs(),
-                         max_retries=task.request.retries + 1) from exc
+        _retry(task, delivery, delay, exc, clock)
     logger.exception("job %s failed for community %s", spec.name, delivery.community_id)
     message = str(exc)[:2000] or error_type
     if is_retryable(exc):
@@ -444,15 +443,31 @@ def _retry_after_outage(task: Task, spec: JobSpec, delivery: _Delivery, exc: Exc
         except INFRASTRUCTURE_EXCEPTIONS:
             _reset_database_connections()  # still down: the reaper settles the record later
     observe_retry(spec.name, spec.queue)
+    _retry(task, delivery, delay, exc, clock)
+
+
+def _retry(task: Task, delivery: _Delivery, delay: float, exc: Exception,
+           clock: Any) -> NoReturn:
+    """Publish the next attempt; if the broker cannot take it, hand this message back.
+
+    Celery rejects the message *without* requeueing when it cannot publish a retry, which
+    would lose the run's only message. It is rejected with requeue instead, and the queued
+    run is marked due now, so that if even the requeue cannot reach the broker, the reaper
+    publishes it again once AUTOMATION_REQUEUE_AFTER_SECONDS have passed.
+    """
     try:
         raise task.retry(countdown=delay, exc=exc, kwargs=delivery.retry_kwargs(),
-                         max_retries=retries + 1)
-    except Retry:
-        raise
-    except Exception as publish_error:
-        logger.warning("job %s: could not publish the retry (%s); message requeued",
-                       spec.name, publish_error)
-        raise Reject(publish_error, requeue=True) from exc
+                         max_retries=task.request.retries + 1)
+    except Reject as rejected:
+        run = delivery.run
+        logger.warning("job %s: could not publish the retry of run %s (%s); message handed "
+                       "back to the broker", task.name, run.pk if run else None,
+                       rejected.reason)
+        if run is not None and run.pk:
+            with contextlib.suppress(*INFRASTRUCTURE_EXCEPTIONS):
+                JobRun.objects.filter(pk=run.pk, status=JobRun.Status.QUEUED).update(
+                    queued_at=clock())
+        raise Reject(rejected.reason, requeue=True) from exc
 
 
 def _reset_database_connections() -> None:
