@@ -7,7 +7,8 @@ class AutomationConfig(AppConfig):
     verbose_name = "Automation"
 
     def ready(self) -> None:
-        from . import registry, signals  # noqa: F401 - signals connect on import
+        # tasks installs the job-task factory before any job module declares its jobs.
+        from . import registry, signals, tasks  # noqa: F401 - signals connect on import
 
         registry.autodiscover(
             [config.name for config in apps.get_app_configs()],

@@ -8,12 +8,23 @@ become 100k UPDATEs.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 MIN_INTERVAL_SECONDS = 1.0
+
+
+ProgressWriter = Callable[[int, int, int | None], None]  # (run id, done, total)
+# Installed by automation.tasks (which owns the run record), so this module, which jobs
+# import, depends on nothing of the platform.
+_writer: ProgressWriter | None = None
+
+
+def use_writer(writer: ProgressWriter) -> None:
+    global _writer
+    _writer = writer
 
 
 @dataclass
@@ -43,9 +54,5 @@ def report_progress(done: int, total: int | None = None, *, force: bool = False)
     if not force and now - reporter.last_write < MIN_INTERVAL_SECONDS and done != total:
         return
     reporter.last_write = now
-    from .models import JobRun
-
-    JobRun.objects.filter(pk=reporter.run_id).update(
-        progress_done=max(0, int(done)),
-        progress_total=None if total is None else max(0, int(total)),
-    )
+    if _writer is not None:
+        _writer(reporter.run_id, max(0, int(done)), None if total is None else max(0, int(total)))

@@ -1,7 +1,8 @@
 """The job registry: the one list of tenant jobs that the sync, admin and commands read.
 
 A job is a plain function `(community, now, **params) -> summary` declared with
-`@tenant_job(...)`; the declaration also creates its Celery task (see tasks.py).
+`@tenant_job(...)`; the declaration also creates its Celery task (with the factory
+automation.tasks installs, so the registry never imports the execution path).
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ class JobSpec:
 
 
 _registry: dict[str, JobSpec] = {}
+# Creates a job's Celery task; installed by automation.tasks (which builds on this module,
+# so this module must not import it back). Jobs declared before it is installed get their
+# task then.
+_task_factory: Callable[[JobSpec], Any] | None = None
+
+
+def use_task_factory(factory: Callable[[JobSpec], Any]) -> None:
+    global _task_factory
+    _task_factory = factory
+    for spec in _registry.values():
+        if not hasattr(spec.func, "task"):
+            spec.func.task = factory(spec)
 
 
 class UnknownJob(KeyError):
@@ -151,10 +164,9 @@ def tenant_job(
             catch_up=catch_up,
         )
         _registry[name] = spec
-        from .tasks import make_job_task
-
-        func.task = make_job_task(spec)
         func.spec = spec
+        if _task_factory is not None:
+            func.task = _task_factory(spec)
         return func
 
     return register

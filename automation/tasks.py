@@ -40,8 +40,8 @@ from .lease import Acquired, RunLease
 from .locks import release_run
 from .metrics import observe_finished_run, observe_retry, observe_summary
 from .models import CommunityAutomationSetting, JobRun
-from .progress import reporting_progress
-from .registry import JobSpec, get_job
+from .progress import reporting_progress, use_writer
+from .registry import JobSpec, get_job, use_task_factory
 
 logger = logging.getLogger(__name__)
 
@@ -487,6 +487,10 @@ def _release_quietly(lease: RunLease) -> None:
         logger.warning("run %s: could not release the lock: %s", lease.run_id, exc)
 
 
+def _write_progress(run_id: int, done: int, total: int | None) -> None:
+    JobRun.objects.filter(pk=run_id).update(progress_done=done, progress_total=total)
+
+
 def record_hard_timeout(job_name: str, task_id: str, reason: str) -> None:
     """Close the run a killed process left `running`, and free its lock."""
     spec = get_job(job_name)
@@ -499,3 +503,7 @@ def record_hard_timeout(job_name: str, task_id: str, reason: str) -> None:
     _finish(run, spec, JobRun.Status.TIMED_OUT, now=timezone.now(),
             error_type="TimeLimitExceeded",
             error_message=f"killed at the hard time limit of {spec.time_limit}s ({reason})")
+
+
+use_task_factory(make_job_task)
+use_writer(_write_progress)
