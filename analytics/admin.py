@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from automation.admin import RunPermissionMixin
+
 from .models import (
     ActivityEvent,
     Backfill,
@@ -117,7 +119,7 @@ class BackfillAdmin(admin.ModelAdmin):
 
 
 @admin.register(BackfillChunk)
-class BackfillChunkAdmin(admin.ModelAdmin):
+class BackfillChunkAdmin(RunPermissionMixin, admin.ModelAdmin):
     list_display = ["hour", "backfill", "status", "source_rows", "sink_rows", "attempts",
                     "finished_at", "key"]
     list_filter = ["status"]
@@ -127,7 +129,8 @@ class BackfillChunkAdmin(admin.ModelAdmin):
                        "error", "finished_at"]
     actions = ["replay_on_worker"]
 
-    @admin.action(description="Replay the selected hours on a worker (overwrites their objects)")
+    @admin.action(description="Replay the selected hours on a worker (overwrites their objects)",
+                  permissions=["run"])
     def replay_on_worker(self, request: HttpRequest, queryset: QuerySet) -> None:
         from .tasks import replay_chunk_task
 

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from django.core.exceptions import ValidationError
 from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 
 from automation.errors import RetryableJobError
+from automation.input_limits import check_date
 from communities.models import Community
 
 from .models import ActivityEvent, Backfill, BackfillChunk
@@ -75,9 +77,18 @@ class Window:
 
 
 def validate_window(start: datetime, end: datetime) -> Window:
-    """The window to replay, or ValueError with a message for the person who typed it."""
+    """The window to replay, or ValueError with a message for the person who typed it.
+
+    Both ends lie in the platform's range, so widening the window to whole UTC hours
+    never leaves the calendar (9999-12-31T23:30Z rounded up has no year to go to).
+    """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must carry a timezone (e.g. 2026-01-05T00:00:00Z)")
+    for label, moment in (("start", start), ("end", end)):
+        try:
+            check_date(moment, label=label)
+        except ValidationError as exc:
+            raise ValueError(exc.messages[0]) from None
     if end <= start:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
     window = Window.covering(start, end)

@@ -280,6 +280,8 @@ class BackfillChunk(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["backfill", "hour"], name="chunk_per_backfill_hour")
         ]
+        # A replay runs on a worker and overwrites the hour's object in the warehouse.
+        permissions = [("run_backfillchunk", "Can replay a backfill hour on a worker")]
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"

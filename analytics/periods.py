@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from django.core.exceptions import ValidationError
+
+from automation.input_limits import EARLIEST_DATE, LATEST_DATE, RANGE_TEXT, check_date
+
 PERIOD_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -43,15 +47,18 @@ def period_label(monday: date) -> str:
 
 
 def parse_period(label: str) -> date:
-    """The Monday of an ISO week label such as 2026-W48; ValueError when it is not one."""
+    """The Monday of an ISO week label such as 2026-W48 within the platform's range;
+    ValueError when it is not one."""
     match = PERIOD_RE.match(label.strip())
     if not match:
         raise ValueError(f"{label!r} is not an ISO week such as 2026-W48")
     year, week = int(match[1]), int(match[2])
+    _check_year(year, label, "weeks")
     try:
-        return date.fromisocalendar(year, week, 1)
+        monday = date.fromisocalendar(year, week, 1)
     except ValueError as exc:
         raise ValueError(f"{label!r}: {year} has no ISO week {week}") from exc
+    return _in_range(monday, label, "weeks")
 
 
 def last_complete_week(now: datetime, tz: tzinfo) -> date:
@@ -82,10 +89,28 @@ def previous_month(now: datetime, tz: tzinfo) -> date:
 
 
 def parse_month(label: str) -> date:
+    """The first day of a month label such as 2026-03 within the platform's range;
+    ValueError when it is not one."""
     match = MONTH_RE.match(label.strip())
     if not match or not 1 <= int(match[2]) <= 12:
         raise ValueError(f"{label!r} is not a month such as 2026-03")
-    return date(int(match[1]), int(match[2]), 1)
+    year = int(match[1])
+    _check_year(year, label, "months")
+    return _in_range(date(year, int(match[2]), 1), label, "months")
+
+
+# Labels are refused outside the platform's range: near the ends of the calendar a
+# month's or a week's end (plus a month, plus 7 days) does not exist.
+def _check_year(year: int, label: str, what: str) -> None:
+    if not EARLIEST_DATE.year <= year <= LATEST_DATE.year:
+        raise ValueError(f"{label!r} is out of range; {what} must be {RANGE_TEXT}")
+
+
+def _in_range(first: date, label: str, what: str) -> date:
+    try:
+        return check_date(first)
+    except ValidationError:
+        raise ValueError(f"{label!r} is out of range; {what} must be {RANGE_TEXT}") from None
 
 
 def month_window(first: date, tz: tzinfo) -> tuple[datetime, datetime]:

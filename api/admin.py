@@ -46,7 +46,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             request, f"API key for {obj.community.slug}: {raw} — copy it now, it is not "
                      f"stored and will not be shown again.", messages.WARNING)
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         now = timezone.now()
         revoked = sum(key.revoke(now) for key in queryset.select_related("community"))

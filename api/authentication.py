@@ -69,6 +69,15 @@ class BearerAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+def refuse_inactive_community(caller: Caller) -> None:
+    """A key of an inactive community reaches nothing until the community is reactivated
+    (revoking its keys stays a separate, deliberate act)."""
+    community = caller.community
+    if community is not None and not community.is_active:
+        raise PermissionDenied(f"community {community.slug} is inactive; its API keys are "
+                               "refused until it is reactivated.", code="community_inactive")
+
+
 class IsOperator(BasePermission):
     """Operator endpoints see every community; a community's key is told so plainly."""
 
@@ -76,6 +85,7 @@ class IsOperator(BasePermission):
         caller = request.user
         if not isinstance(caller, Caller):
             return False  # unauthenticated: DRF answers 401
+        refuse_inactive_community(caller)
         if not caller.is_operator:
             raise PermissionDenied("This endpoint needs the operator token; a community API "
                                    "key reaches /api/communities/<its slug>/ only.")
@@ -84,7 +94,10 @@ class IsOperator(BasePermission):
 
 class IsCaller(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
-        return isinstance(request.user, Caller)
+        if not isinstance(request.user, Caller):
+            return False
+        refuse_inactive_community(request.user)
+        return True
 
 
 class BearerScheme(OpenApiAuthenticationExtension):

@@ -2,13 +2,16 @@
 
 A community's API key reaches its own community only; any other community, and anything
 of it (a setting, a run by id), answers 404 exactly as if it did not exist. The operator
-token reaches every community here too.
+token reaches every community here too. An inactive community's keys are refused (403);
+the operator still reads it, but changes and runs nothing there (400 `refused`).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -22,7 +25,7 @@ from automation.registry import get_job, is_registered
 from communities.models import Community
 
 from . import serializers as s
-from .views import ApiView, acting_as_caller, errors, trigger_response
+from .views import ApiView, acting_as_caller, errors, refuse_if_inactive, trigger_response
 
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
 
@@ -45,6 +48,12 @@ class CommunityView(ApiView):
             raise NotFound(f"{community.slug} has no setting for {spec.name}.")
         return setting
 
+    def setting_to_change(self, request: Request, slug: str, name: str
+                          ) -> CommunityAutomationSetting:
+        setting = self.setting(request, slug, name)
+        refuse_if_inactive(setting.community)
+        return setting
+
     def setting_response(self, setting: CommunityAutomationSetting) -> Response:
         return Response(s.SettingSerializer(setting, context={"now": timezone.now()}).data)
 
@@ -53,7 +62,7 @@ class CommunityView(ApiView):
 class CommunityDetailView(CommunityView):
     @extend_schema(operation_id="community_retrieve",
                    summary="The community and its totals", parameters=[s.WindowQuery],
-                   responses={200: s.CommunityDetail, **errors(400, 404)})
+                   responses={200: s.CommunityDetail, **errors(404)})
     def get(self, request: Request, slug: str) -> Response:
         community = self.community(request, slug)
         now = timezone.now()
@@ -95,65 +104,80 @@ class CommunityJobView(CommunityView):
                     "string: the job's default); `params` replaces the stored params. Both are "
                     "validated: 400 with messages per field. Enable, disable and pause have "
                     "their own endpoints.",
-        request=s.SettingUpdate, responses={200: s.SettingSerializer, **errors(400, 404)})
+        request=s.SettingUpdate, responses={200: s.SettingSerializer,
+                                            **errors(404, body=True)})
     @acting_as_caller
     def patch(self, request: Request, slug: str, name: str) -> Response:
-        setting = self.setting(request, slug, name)
+        setting = self.setting_to_change(request, slug, name)
         data = self.body(s.SettingUpdate, request)
         if data:
             for field, value in data.items():
                 setattr(setting, field, value)
             setting.updated_by = None  # the API caller is in the audit trail, not a user
-            setting.save()  # validated by the model: ValidationError answers 400
+            # Validated by the model (ValidationError answers 400), which stores the params
+            # as the job's form cleaned them.
+            setting.save()
         return self.setting_response(setting)
 
 
 class SettingActionView(CommunityView):
-    # POST with an optional body that changes the setting; answers the setting.
+    # POST with a body (`request`, optional when it has no required field) that changes
+    # the setting; answers the setting.
+    request_serializer: type[s.StrictSerializer] = s.NoFields
 
-    def act(self, setting: CommunityAutomationSetting, request: Request) -> None:
+    def act(self, setting: CommunityAutomationSetting, data: dict[str, Any],
+            now: datetime) -> None:
         raise NotImplementedError
 
     @acting_as_caller
     def post(self, request: Request, slug: str, name: str) -> Response:
-        setting = self.setting(request, slug, name)
-        self.act(setting, request)
+        setting = self.setting_to_change(request, slug, name)
+        now = timezone.now()
+        self.act(setting, self.body(self.request_serializer, request, now=now), now)
         setting.refresh_from_db()
         return self.setting_response(setting)
 
 
-def action_schema(operation_id: str, summary: str, request: type | None = None
-                  ) -> extend_schema_view:
-    codes = (400, 404) if request is not None else (404,)
-    return extend_schema_view(post=extend_schema(
+def action_schema(operation_id: str, summary: str,
+                  request: type[s.StrictSerializer] = s.NoFields) -> Callable[[type], type]:
+    """The operation's schema, and the body its view reads: one declaration for both."""
+    documented = extend_schema_view(post=extend_schema(
         operation_id=operation_id, summary=summary, request=request, tags=["community"],
-        responses={200: s.SettingSerializer, **errors(*codes)}))
+        responses={200: s.SettingSerializer, **errors(404, body=True)}))
+
+    def declare(view: type) -> type:
+        view.request_serializer = request
+        return documented(view)
+
+    return declare
 
 
 @action_schema("community_job_enable", "Turn the job on for the community")
 class CommunityJobEnableView(SettingActionView):
-    def act(self, setting: CommunityAutomationSetting, request: Request) -> None:
+    def act(self, setting: CommunityAutomationSetting, data: dict[str, Any],
+            now: datetime) -> None:
         operations.set_enabled(setting.job_name, True, community=setting.community)
 
 
 @action_schema("community_job_disable", "Turn the job off for the community")
 class CommunityJobDisableView(SettingActionView):
-    def act(self, setting: CommunityAutomationSetting, request: Request) -> None:
+    def act(self, setting: CommunityAutomationSetting, data: dict[str, Any],
+            now: datetime) -> None:
         operations.set_enabled(setting.job_name, False, community=setting.community)
 
 
 @action_schema("community_job_pause", "Skip scheduled runs until a time, or for N minutes",
                s.PauseRequest)
 class CommunityJobPauseView(SettingActionView):
-    def act(self, setting: CommunityAutomationSetting, request: Request) -> None:
-        now = timezone.now()
-        data = self.body(s.PauseRequest, request, now=now)
+    def act(self, setting: CommunityAutomationSetting, data: dict[str, Any],
+            now: datetime) -> None:
         operations.pause(setting, data["until"], now)
 
 
 @action_schema("community_job_resume", "End a pause now")
 class CommunityJobResumeView(SettingActionView):
-    def act(self, setting: CommunityAutomationSetting, request: Request) -> None:
+    def act(self, setting: CommunityAutomationSetting, data: dict[str, Any],
+            now: datetime) -> None:
         operations.resume(setting)
 
 
@@ -163,10 +187,10 @@ class CommunityJobRunView(CommunityView):
                    description="409 when a run is in progress or the job is off, 429 when "
                                "it was triggered moments ago (Retry-After says how long).",
                    request=s.CommunityRunRequest,
-                   responses={202: s.TriggerAccepted, **errors(400, 404, 409, 429)})
+                   responses={202: s.TriggerAccepted, **errors(404, 409, 429, body=True)})
     @acting_as_caller
     def post(self, request: Request, slug: str, name: str) -> Response:
-        setting = self.setting(request, slug, name)
+        setting = self.setting_to_change(request, slug, name)
         data = self.body(s.CommunityRunRequest, request)
         return trigger_response(setting.spec, setting.community, data["params"],
                                 timezone.now())
@@ -176,7 +200,7 @@ class CommunityJobRunView(CommunityView):
 class CommunityRunListView(CommunityView):
     @extend_schema(operation_id="community_runs_list",
                    summary="The community's runs, newest first", parameters=[s.RunsQuery],
-                   responses={200: s.RunPage, **errors(400, 404)})
+                   responses={200: s.RunPage, **errors(404)})
     def get(self, request: Request, slug: str) -> Response:
         community = self.community(request, slug)
         query = self.query(s.RunsQuery, request)

@@ -2,6 +2,7 @@
 
 The platform's own exceptions (operations, params, unknown jobs, model validation) are
 mapped here, so views call the operations and let their refusals speak for themselves.
+Errors Django answers outside DRF are turned into the same shape by api.middleware.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -35,8 +37,32 @@ def params_messages(exc: InvalidJobParams) -> list[str]:
             for name, msgs in exc.errors.items()]
 
 
+# The code of an error answered by status alone (Django's own pages, turned into JSON).
+STATUS_CODES = {400: "bad_request", 401: "not_authenticated", 403: "permission_denied",
+                404: "not_found", 405: "method_not_allowed", 411: "length_required",
+                413: "too_large", 415: "unsupported_media_type",
+                500: "internal_error"}
+
+
 def error_body(detail: str, code: str, **extra: Any) -> dict[str, Any]:
     return {"detail": detail, "code": code, **extra}
+
+
+def status_code_name(status_code: int) -> str:
+    return STATUS_CODES.get(status_code, "error")
+
+
+def too_large_detail(limit: int) -> str:
+    return f"The request body is larger than the {limit} bytes the API accepts."
+
+
+def too_large(limit: int) -> JsonResponse:
+    return JsonResponse(error_body(too_large_detail(limit), "too_large"), status=413)
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
 
 
 def _field_errors(detail: Any) -> dict[str, Any]:
@@ -67,6 +93,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(error_body(str(exc), code), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
+    if isinstance(exc, RequestDataTooBig):  # api.middleware reads bodies first; a fallback
+        return Response(error_body(str(exc), "too_large"),
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):  # e.g. more query fields than Django parses
+        return Response(error_body(str(exc) or "Bad request.", "bad_request"),
+                        status=status.HTTP_400_BAD_REQUEST)
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from automation.input_limits import RANGE_TEXT, check_date
 from automation.models import CommunityAutomationSetting, JobRun
 from automation.registry import CATEGORIES, QUEUES, JobSpec
 from communities import lookup
@@ -20,6 +24,84 @@ MAX_PAUSE = timedelta(days=366)
 
 
 # --- inputs --------------------------------------------------------------------------
+# A request body takes the fields it declares, each of its own JSON type: a misspelt field
+# or a number where text belongs is a 400, never ignored or converted.
+
+class StrictSerializer(serializers.Serializer):
+    # (A comment, not a docstring: drf-spectacular would print a docstring on every request
+    # body of the schema.)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, Mapping):
+            unknown = sorted(name for name in data if name not in self.fields)
+            if unknown:
+                takes = (f"this endpoint takes {', '.join(self.fields)}" if self.fields
+                         else "this endpoint takes no fields")
+                raise serializers.ValidationError(
+                    {name: [f"Unknown field; {takes}."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """The schema says so too: additionalProperties false on every request body."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON's true or false; not "yes", "on" or 1."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer; not "90", 90.0 or true."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string; not a number made into one."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PlatformDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 datetime within the platform's range (automation.input_limits)."""
+
+    def to_internal_value(self, value: Any) -> datetime:
+        try:
+            parsed = super().to_internal_value(value)
+        except serializers.ValidationError as exc:
+            if any(getattr(detail, "code", None) == "overflow" for detail in exc.detail):
+                # Moved into UTC it left the calendar: far outside the range anyway.
+                raise serializers.ValidationError(
+                    f"{self.field_name} is out of range; dates must be {RANGE_TEXT}.",
+                    code="date_range") from None
+            raise
+        try:
+            check_date(parsed, label=self.field_name)
+            check_date(parsed.astimezone(UTC), label=f"{self.field_name} (in UTC)")
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages, code="date_range") from None
+        return parsed
+
 
 def find_community(reference: str | int) -> Community | None:
     try:
@@ -39,7 +121,7 @@ class CommunityReferenceField(serializers.Field):
     def to_internal_value(self, data: Any) -> Community:
         if isinstance(data, bool) or not isinstance(data, int | str):
             self.fail("invalid")
-        if isinstance(data, str) and (len(data) > 100 or "\x00" in data or not data.strip()):
+        if isinstance(data, str) and (len(data) > 100 or not data.strip()):
             self.fail("invalid")
         community = find_community(data)
         if community is None:
@@ -53,7 +135,7 @@ class CommunityReferenceField(serializers.Field):
 ParamsField = serializers.DictField  # a JSON object; each job's form validates its content
 
 
-class RunRequest(serializers.Serializer):
+class RunRequest(StrictSerializer):
     class Meta:
         ref_name = "Trigger"  # the schema's component: TriggerRequest
 
@@ -65,7 +147,7 @@ class RunRequest(serializers.Serializer):
                                    "params; each job documents its own (see GET /api/jobs/{name}).")
 
 
-class CommunityRunRequest(serializers.Serializer):
+class CommunityRunRequest(StrictSerializer):
     class Meta:
         ref_name = "CommunityTrigger"  # the schema's component: CommunityTriggerRequest
 
@@ -73,13 +155,19 @@ class CommunityRunRequest(serializers.Serializer):
                          help_text="Params of this run, merged over the stored params.")
 
 
-class ToggleRequest(serializers.Serializer):
+class ToggleRequest(StrictSerializer):
     class Meta:
         ref_name = "Toggle"  # the schema's component: ToggleRequest
 
-    enabled = serializers.BooleanField()
+    enabled = StrictBooleanField()
     community = CommunityReferenceField(required=False,
                                         help_text="Only this community; omit for all.")
+
+
+# Enable, disable and resume take no body; one with fields is a mistake worth a 400.
+class NoFields(StrictSerializer):
+    class Meta:
+        ref_name = "NoFields"  # the schema's component: NoFieldsRequest
 
 
 class WindowQuery(serializers.Serializer):
@@ -97,22 +185,22 @@ class HistoryQuery(WindowQuery):
     community = CommunityReferenceField(required=False, help_text="Community id or slug.")
 
 
-class SettingUpdate(serializers.Serializer):
-    enabled = serializers.BooleanField(required=False)
-    cron_override = serializers.CharField(
+class SettingUpdate(StrictSerializer):
+    enabled = StrictBooleanField(required=False)
+    cron_override = StrictCharField(
         required=False, allow_blank=True, max_length=100,
         help_text="Five-field cron in the community's timezone; empty: the job's default.")
     params = ParamsField(required=False, help_text="Replaces the stored params.")
 
 
-class PauseRequest(serializers.Serializer):
+class PauseRequest(StrictSerializer):
     class Meta:
         ref_name = "Pause"  # the schema's component: PauseRequest
 
-    until = serializers.DateTimeField(required=False, help_text="ISO 8601; at most 366 days "
-                                                                "ahead.")
-    minutes = serializers.IntegerField(required=False, min_value=1,
-                                       max_value=int(MAX_PAUSE.total_seconds() // 60))
+    until = PlatformDateTimeField(required=False, help_text="ISO 8601; at most 366 days "
+                                                            "ahead.")
+    minutes = StrictIntegerField(required=False, min_value=1,
+                                 max_value=int(MAX_PAUSE.total_seconds() // 60))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("until" in attrs) == ("minutes" in attrs):

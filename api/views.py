@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
 
-from django.db import transaction
+from django.http import QueryDict
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,6 +32,7 @@ from communities.models import Community
 from . import serializers as s
 from .authentication import BearerAuthentication, Caller, IsCaller, IsOperator
 from .errors import error_body, exception_handler
+from .parsers import BoundedJSONParser, query_texts, text_errors
 
 
 def acting_as_caller(handler: Callable[..., Response]) -> Callable[..., Response]:
@@ -45,20 +46,26 @@ def acting_as_caller(handler: Callable[..., Response]) -> Callable[..., Response
     return wrapper
 
 
-def errors(*codes: int, conflict: type[Serializer] = s.ErrorResponse
+def errors(*codes: int, body: bool = False, conflict: type[Serializer] = s.ErrorResponse
            ) -> dict[int, OpenApiResponse]:
-    """Documented error answers; 401 is on every endpoint, 403 on the operator's."""
+    """Documented error answers. Every endpoint may answer 400 (a query parameter, or the
+    request itself), 401 and 403 (a key of an inactive community, or on an operator
+    endpoint); one that takes a body also 413 and 415."""
     described = {
-        400: "Invalid input: messages per field in `errors`.",
+        400: "Invalid input: messages per field in `errors`; or a body that is not JSON, "
+             "is nested too deep or holds control characters.",
         401: "Missing or invalid credentials.",
-        403: "An API key on an operator endpoint.",
+        403: "An API key on an operator endpoint, or of an inactive community.",
         404: "Unknown job, run or community (or one the key may not see).",
         409: "A run is in progress, or the job is disabled.",
+        413: "The body is larger than the API accepts (API_MAX_BODY_BYTES).",
+        415: "The body is not application/json.",
         429: "Triggered moments ago; see the Retry-After header.",
     }
+    always = {400, 401, 403, *((413, 415) if body else ())}
     return {code: OpenApiResponse(conflict if code == 409 else s.ErrorResponse,
                                   description=described[code])
-            for code in sorted({401, *codes})}
+            for code in sorted({*always, *codes})}
 
 
 class ApiView(APIView):
@@ -67,21 +74,39 @@ class ApiView(APIView):
 
     authentication_classes = [BearerAuthentication]
     permission_classes = [IsCaller]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
     renderer_classes = [JSONRenderer]
     operator_only = False
 
     def get_exception_handler(self) -> Callable[..., Response]:
         return exception_handler
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # who asks first: 401/403 before 400
+        # Query parameters are text like the body's (which the parser checks).
+        problems = text_errors(query_texts(request.query_params))
+        if problems:
+            raise ValidationError(problems)
+
     def query(self, serializer: type[Serializer], request: Request) -> dict[str, Any]:
-        checked = serializer(data=request.query_params)
+        checked = serializer(data=request.query_params.dict())
+        # A plain dict, not the QueryDict: DRF reads a QueryDict as an HTML form, where an
+        # empty value means "not given"; here `?status=` is a wrong status. And a parameter
+        # given twice is ambiguous, not "the last one wins".
+        repeated = {name: ["Give this parameter once."]
+                    for name, values in request.query_params.lists()
+                    if name in checked.fields and len(values) > 1}
+        if repeated:
+            raise ValidationError(repeated)
         checked.is_valid(raise_exception=True)
         return checked.validated_data
 
     def body(self, serializer: type[Serializer], request: Request,
              **context: Any) -> dict[str, Any]:
-        checked = serializer(data=request.data, context=context)
+        # No body at all is DRF's empty form (a QueryDict), whose missing booleans read as
+        # false: make it the empty JSON object it stands for.
+        data = {} if isinstance(request.data, QueryDict) else request.data
+        checked = serializer(data=data, context=context)
         checked.is_valid(raise_exception=True)
         return checked.validated_data
 
@@ -91,20 +116,21 @@ class OperatorView(ApiView):
     operator_only = True
 
 
+def refuse_if_inactive(community: Community | None) -> None:
+    """Nothing is changed or run for an inactive community; reading it stays allowed."""
+    if community is not None and not community.is_active:
+        raise operations.OperationRefused(
+            f"community {community.slug} is inactive: its jobs cannot be changed or run "
+            "until it is reactivated")
+
+
 def trigger_response(spec: JobSpec, community: Community | None, params: dict[str, Any],
                      now: datetime) -> Response:
-    """Run now, for one community or all; 202 with the queued runs.
-
-    Params are checked against each target's stored params first, so a typo answers 400
-    before any cooldown is spent.
-    """
-    targets = operations.settings_of(spec.name, community).filter(
-        enabled=True, community__is_active=True)
-    for setting in targets:
-        spec.clean_params({**setting.params, **params})
-    with transaction.atomic():
-        result = operations.trigger(spec.name, now=now, community=community,
-                                    params=params or None, trigger=JobRun.Trigger.API)
+    """Run now, for one community or all; 202 with the queued runs. (operations.trigger
+    checks every target's params before it spends any cooldown.)"""
+    refuse_if_inactive(community)
+    result = operations.trigger(spec.name, now=now, community=community,
+                                params=params or None, trigger=JobRun.Trigger.API)
     left_out = {"in_progress": result.in_progress, "too_soon": result.too_soon,
                 "disabled": result.disabled}
     if not result.runs:
@@ -123,7 +149,7 @@ def trigger_response(spec: JobSpec, community: Community | None, params: dict[st
 class SummaryView(OperatorView):
     @extend_schema(operation_id="summary",
                    summary="Totals over all jobs and communities", parameters=[s.WindowQuery],
-                   responses={200: s.Summary, **errors(403, 400)})
+                   responses={200: s.Summary, **errors()})
     def get(self, request: Request) -> Response:
         now = timezone.now()
         since = now - timedelta(days=self.query(s.WindowQuery, request)["days"])
@@ -134,7 +160,7 @@ class SummaryView(OperatorView):
 class JobListView(OperatorView):
     @extend_schema(operation_id="jobs_list",
                    summary="The job registry with schedules, toggles and recent figures",
-                   parameters=[s.JobsQuery], responses={200: s.JobList, **errors(403, 400)})
+                   parameters=[s.JobsQuery], responses={200: s.JobList, **errors()})
     def get(self, request: Request) -> Response:
         query = self.query(s.JobsQuery, request)
         now = timezone.now()
@@ -147,7 +173,7 @@ class JobListView(OperatorView):
 class JobDetailView(OperatorView):
     @extend_schema(operation_id="job_retrieve", summary="One job: its row, limits and params",
                    parameters=[s.WindowQuery],
-                   responses={200: s.JobDetail, **errors(403, 400, 404)})
+                   responses={200: s.JobDetail, **errors(404)})
     def get(self, request: Request, name: str) -> Response:
         spec = get_job(name)
         now = timezone.now()
@@ -168,7 +194,7 @@ class JobRunView(OperatorView):
                     "active community that has it enabled (those that cannot run now are "
                     "listed; 409 when none could).",
         request=s.RunRequest,
-        responses={202: s.TriggerAccepted, **errors(403, 400, 404, 409, 429,
+        responses={202: s.TriggerAccepted, **errors(404, 409, 429, body=True,
                                                      conflict=s.TriggerConflict)})
     @acting_as_caller
     def post(self, request: Request, name: str) -> Response:
@@ -182,12 +208,15 @@ class JobToggleView(OperatorView):
     @extend_schema(operation_id="job_toggle",
                    summary="Enable or disable a job, for one community or all",
                    request=s.ToggleRequest,
-                   responses={200: s.ToggleResult, **errors(403, 400, 404)})
+                   responses={200: s.ToggleResult, **errors(404, body=True)})
     @acting_as_caller
     def post(self, request: Request, name: str) -> Response:
         spec = get_job(name)
         data = self.body(s.ToggleRequest, request)
         community = data.get("community")
+        # Without a community it is the job's switch everywhere, inactive ones included,
+        # so that a community reactivated later follows the last switch.
+        refuse_if_inactive(community)
         changed = operations.set_enabled(spec.name, data["enabled"], community=community)
         return Response(s.ToggleResult({
             "job": spec.name, "enabled": data["enabled"],
@@ -198,7 +227,7 @@ class JobToggleView(OperatorView):
 class JobHistoryView(OperatorView):
     @extend_schema(operation_id="job_history", summary="A job's stats, timeline and recent runs",
                    parameters=[s.HistoryQuery],
-                   responses={200: s.HistoryResponse, **errors(403, 400, 404)})
+                   responses={200: s.HistoryResponse, **errors(404)})
     def get(self, request: Request, name: str) -> Response:
         spec = get_job(name)
         query = self.query(s.HistoryQuery, request)
@@ -218,7 +247,7 @@ class JobHistoryView(OperatorView):
 class RunDetailView(OperatorView):
     @extend_schema(operation_id="run_retrieve",
                    summary="One run",
-                   responses={200: s.OperatorRunSerializer, **errors(403, 404)})
+                   responses={200: s.OperatorRunSerializer, **errors(404)})
     def get(self, request: Request, run_id: int) -> Response:
         run = get_object_or_404(JobRun.objects.select_related("community"), pk=run_id)
         return Response(s.OperatorRunSerializer(run).data)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import zoneinfo
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -18,6 +20,20 @@ from .models import AuditEntry, CommunityAutomationSetting, JobRun
 from .operations import OperationRefused, trigger
 from .registry import all_jobs
 from .schedules import is_tenant_task
+
+
+class RunPermissionMixin:
+    """For a ModelAdmin whose actions start work (`@admin.action(permissions=["run"])`).
+
+    Starting work (a job run, a charge, a delivery) is a right of its own: the model declares
+    `run_<model>` in its Meta.permissions, and neither view nor change implies it.
+    """
+
+    opts: Any
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        codename = get_permission_codename("run", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
 
 def job_choices() -> list[tuple[str, str]]:
@@ -65,7 +81,7 @@ class CommunityAutomationSettingInline(ScheduleColumns, admin.TabularInline):
 
 
 @admin.register(CommunityAutomationSetting)
-class CommunityAutomationSettingAdmin(ScheduleColumns, admin.ModelAdmin):
+class CommunityAutomationSettingAdmin(RunPermissionMixin, ScheduleColumns, admin.ModelAdmin):
     form = CommunityAutomationSettingForm
     list_display = ["job_name", "community", "enabled", "schedule", "next_run", "updated_at",
                     "updated_by"]
@@ -80,7 +96,7 @@ class CommunityAutomationSettingAdmin(ScheduleColumns, admin.ModelAdmin):
         obj.updated_by = request.user
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Run now (manual trigger)")
+    @admin.action(description="Run now (manual trigger)", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         now = timezone.now()
         queued = 0
@@ -158,15 +174,22 @@ class PeriodicTaskAdmin(StockPeriodicTaskAdmin):
             )
         return queryset.exclude(pk__in=tenant_rows)
 
+    # The stock actions declare no permission, and overriding them drops their decorator:
+    # each is declared again here. Running a hand-made row needs the right to change it, as
+    # whoever may change a row can make it fire within the minute anyway.
+    @admin.action(description="Enable selected tasks", permissions=["change"])
     def enable_tasks(self, request, queryset):
         return super().enable_tasks(request, self._only_hand_made(request, queryset))
 
+    @admin.action(description="Disable selected tasks", permissions=["change"])
     def disable_tasks(self, request, queryset):
         return super().disable_tasks(request, self._only_hand_made(request, queryset))
 
+    @admin.action(description="Toggle activity of selected tasks", permissions=["change"])
     def toggle_tasks(self, request, queryset):
         return super().toggle_tasks(request, self._only_hand_made(request, queryset))
 
+    @admin.action(description="Run selected tasks", permissions=["change"])
     def run_tasks(self, request, queryset):
         return super().run_tasks(request, self._only_hand_made(request, queryset))
 

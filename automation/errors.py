@@ -7,6 +7,8 @@ import redis
 import urllib3.exceptions
 from django.db import InterfaceError, OperationalError
 
+from .input_limits import has_control_characters
+
 
 class JobError(Exception):
     """Base class for errors a job raises on purpose."""
@@ -25,12 +27,26 @@ class PermanentJobError(JobError):
 
 
 class InvalidJobParams(PermanentJobError):
-    """The job's params do not validate; carries the per-field messages."""
+    """The job's params do not validate; carries the per-field messages.
+
+    Field names and messages are plain text without control characters: they are shown
+    to whoever sent the params and stored on the run (PostgreSQL refuses NUL in text).
+    """
 
     def __init__(self, errors: dict[str, list[str]]) -> None:
-        self.errors = errors
-        detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        self.errors = {_printable(str(field)): [_printable(str(msg)) for msg in msgs]
+                       for field, msgs in errors.items()}
+        detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in self.errors.items())
         super().__init__(f"invalid params: {detail}")
+
+
+def _printable(text: str) -> str:
+    # A message may quote what was sent: escape, rather than carry, its control characters
+    # and unpaired surrogates (which no UTF-8 column can store).
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not has_control_characters(text):
+        return text
+    return "".join(f"\\x{ord(c):02x}" if has_control_characters(c) else c for c in text)
 
 
 RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (

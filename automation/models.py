@@ -45,6 +45,8 @@ class CommunityAutomationSetting(models.Model):
     class Meta:
         db_table = "community_automation_settings"
         ordering = ["community", "job_name"]
+        # Starting work is its own right, apart from editing the setting (admin, dashboard).
+        permissions = [("run_communityautomationsetting", "Can run a job now for a community")]
         constraints = [
             models.UniqueConstraint(fields=["community", "job_name"], name="one_setting_per_job")
         ]
@@ -90,13 +92,13 @@ class CommunityAutomationSetting(models.Model):
                         errors["cron_override"] = exc.messages
             from .errors import InvalidJobParams
 
-            if not isinstance(self.params, dict):
-                errors["params"] = ["Params must be a JSON object."]
-            else:
-                try:
-                    self.spec.clean_params(self.params, partial=True)
-                except InvalidJobParams as exc:
-                    errors["params"] = [f"{k}: {' '.join(v)}" for k, v in exc.errors.items()]
+            try:
+                # Stored as cleaned (only the params given, in their JSON form), so what
+                # the API, admin and runs read back is what the form accepted.
+                self.params = self.spec.clean_params(self.params, partial=True,
+                                                     defaults=False)
+            except InvalidJobParams as exc:
+                errors["params"] = [f"{k}: {' '.join(v)}" for k, v in exc.errors.items()]
         if errors:
             raise ValidationError(errors)
 

@@ -6,6 +6,7 @@ in progress, a trigger repeated too fast, the audit record) hold the same everyw
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,9 +18,10 @@ from django.db.models import QuerySet
 from communities.models import Community
 
 from .connections import get_redis
+from .locks import release_token
 from .models import CommunityAutomationSetting, JobRun
 from .registry import JobSpec, get_job
-from .runs import enqueue_run
+from .runs import enqueue_run, run_params
 
 
 class OperationRefused(Exception):
@@ -94,14 +96,19 @@ def in_progress(spec: JobSpec, community: Community, now: datetime) -> JobRun | 
             .order_by("-created_at").first())
 
 
-def _claim_cooldown(spec: JobSpec, community: Community) -> int:
-    """0 when this trigger may go ahead, else the seconds to wait."""
+def _cooldown_key(spec: JobSpec, community: Community) -> str:
+    return f"automation:trigger:{spec.name}:{community.pk}"
+
+
+def _claim_cooldown(spec: JobSpec, community: Community, token: str) -> int:
+    """0 when this trigger may go ahead (the cooldown is now held with `token`), else the
+    seconds to wait."""
     seconds = settings.AUTOMATION_TRIGGER_COOLDOWN_SECONDS
     if seconds <= 0:
         return 0
-    key = f"automation:trigger:{spec.name}:{community.pk}"
+    key = _cooldown_key(spec, community)
     redis = get_redis()
-    if redis.set(key, 1, nx=True, ex=seconds):
+    if redis.set(key, token, nx=True, ex=seconds):
         return 0
     return max(1, int(redis.ttl(key)))
 
@@ -113,15 +120,23 @@ def trigger(job_name: str, *, now: datetime, community: Community | None = None,
 
     For one community, a run in progress raises RunInProgress and a repeat within the
     cooldown raises TriggerTooSoon; for all, such communities are listed and left out.
+
+    The cooldown is spent only by runs that are created: everything that can refuse the
+    request (the job, each target's state, the params merged over each target's stored
+    ones) is checked before any cooldown is claimed, and if queueing then fails, the runs
+    of this call are rolled back together and the cooldowns it claimed are released. (Called
+    inside an outer transaction, a rollback there after this returns is the caller's.)
     """
     spec = get_job(job_name)
-    spec.clean_params(params or {}, partial=True)
-    targets = settings_of(job_name, community).filter(community__is_active=True)
+    spec.clean_params(params or {}, partial=True)  # refused even with no target at all
+    targets = list(settings_of(job_name, community).filter(community__is_active=True)
+                   .order_by("community__slug"))
     result = TriggerResult()
     single = community is not None
-    if single and not targets.exists():
+    if single and not targets:
         raise OperationRefused(f"{community.slug} is inactive or has no setting for {job_name}")
-    for setting in targets.order_by("community__slug"):
+    ready = []
+    for setting in targets:
         target = setting.community
         if not setting.enabled:
             if single:
@@ -135,14 +150,38 @@ def trigger(job_name: str, *, now: datetime, community: Community | None = None,
                                     f"{running.status}")
             result.in_progress.append(target.slug)
             continue
-        wait = _claim_cooldown(spec, target)
-        if wait:
-            if single:
-                raise TriggerTooSoon(f"{job_name} was triggered for {target.slug} moments "
-                                     f"ago; try again in {wait}s", retry_after=wait)
-            result.too_soon.append(target.slug)
-            continue
+        run_params(spec, target, params)  # InvalidJobParams, before any claim
+        ready.append(target)
+
+    token = uuid.uuid4().hex
+    claimed: list[str] = []
+    committed = False
+
+    def mark_committed() -> None:
+        nonlocal committed
+        committed = True
+
+    try:
         with transaction.atomic():
-            result.runs.append(enqueue_run(spec, target, trigger=trigger, now=now,
-                                           params=params))
+            # Runs before the runs' own publish callbacks: if one of those raises, the
+            # runs exist and keep their cooldowns.
+            transaction.on_commit(mark_committed)
+            for target in ready:
+                wait = _claim_cooldown(spec, target, token)
+                if wait:
+                    if single:
+                        raise TriggerTooSoon(f"{job_name} was triggered for {target.slug} "
+                                             f"moments ago; try again in {wait}s",
+                                             retry_after=wait)
+                    result.too_soon.append(target.slug)
+                    continue
+                claimed.append(_cooldown_key(spec, target))
+                result.runs.append(enqueue_run(spec, target, trigger=trigger, now=now,
+                                               params=params))
+    except BaseException:
+        if not committed:
+            redis = get_redis()
+            for key in claimed:
+                release_token(redis, key, token)
+        raise
     return result

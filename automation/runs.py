@@ -50,20 +50,34 @@ def publish_or_leave_to_reaper(spec: JobSpec, run: JobRun) -> bool:
     return True
 
 
-def _new_run(spec: JobSpec, community: Community, trigger: str, now: datetime,
-             params: dict[str, Any] | None) -> JobRun:
-    # Refuse bad params here, where a person typed them, not later in a worker; the run
-    # merges the community's stored params under them, so validate what it will use.
+def run_params(spec: JobSpec, community: Community,
+               params: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's own params as cleaned (JSON form), checked merged over the community's
+    stored params as the run will use them; InvalidJobParams when that merge is invalid.
+
+    Only the params given are kept: the run overlays them on the stored ones when it
+    starts. One given as null that has no default stays null, so that overlay cannot
+    bring back a stored value the check did not see.
+    """
+    if not isinstance(params, dict | None):
+        spec.clean_params(params)  # refuses it, with the message for what is not an object
+    given = params or {}
     setting = CommunityAutomationSetting.objects.filter(
         community=community, job_name=spec.name).first()
-    spec.clean_params({**(setting.params if setting else {}), **(params or {})})
+    cleaned = spec.clean_params({**(setting.params if setting else {}), **given})
+    return {name: cleaned.get(name) for name in given}
+
+
+def _new_run(spec: JobSpec, community: Community, trigger: str, now: datetime,
+             params: dict[str, Any] | None) -> JobRun:
+    # Refuse bad params here, where a person typed them, not later in a worker.
     run = JobRun.objects.create(
         job_name=spec.name,
         community=community,
         trigger=trigger,
         scheduled_for=now,
         queue=spec.queue,
-        params=params or {},
+        params=run_params(spec, community, params),
         celery_task_id=uuid(),
         queued_at=now,
     )
@@ -76,7 +90,7 @@ def enqueue_run(spec: JobSpec, community: Community, *, trigger: str, now: datet
     run = _new_run(spec, community, trigger, now, params)
     audit.record("run.trigger", community=community, job_name=spec.name,
                  target=f"{spec.name} @ {community.slug} run {run.pk}",
-                 after={"run_id": run.pk, "trigger": trigger, "params": params or {}})
+                 after={"run_id": run.pk, "trigger": trigger, "params": run.params})
     transaction.on_commit(lambda: publish_or_leave_to_reaper(spec, run))
     return run
 

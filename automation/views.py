@@ -8,10 +8,17 @@ from .metrics import render_latest
 
 
 def _authorised(request: HttpRequest) -> bool:
+    """`Authorization: Bearer <METRICS_TOKEN>` only; a bare token or another scheme is refused.
+
+    The scheme is case-insensitive (RFC 7235 §2.1), so `bearer` is accepted too.
+    """
     token = settings.METRICS_TOKEN
     if not token:
         return True
-    supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    scheme, _, supplied = request.headers.get("Authorization", "").strip().partition(" ")
+    supplied = supplied.strip()
+    if scheme.lower() != "bearer" or not supplied:
+        return False
     return hmac.compare_digest(supplied.encode(), token.encode())
 
 

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 
+from automation.admin import RunPermissionMixin
 from automation.models import JobRun
 from automation.registry import get_job
 from automation.runs import enqueue_run
@@ -54,7 +55,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(RunPermissionMixin, admin.ModelAdmin):
     list_display = ["stripe_invoice_id", "subscription", "amount", "status", "attempt_count",
                     "first_failed_at", "next_retry_at", "recovered_amount_cents", "gave_up_at",
                     "last_error"]
@@ -73,7 +74,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     def amount(self, obj: Invoice) -> str:
         return money(obj.amount_due, obj.currency)
 
-    @admin.action(description="Retry payment now (queues a dunning run per invoice)")
+    @admin.action(description="Retry payment now (queues a dunning run per invoice)",
+                  permissions=["run"])
     def retry_now(self, request, queryset) -> None:
         spec = get_job("subscription_delinquency_retry")
         queued = 0

@@ -95,6 +95,8 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_retry_at"])]
+        # A retry charges the customer's card: not implied by editing the invoice.
+        permissions = [("run_invoice", "Can retry an invoice's payment now (charges the card)")]
 
     def __str__(self) -> str:
         return f"{self.stripe_invoice_id} {self.amount_due / 100:.2f} {self.currency} " \
@@ -146,26 +148,41 @@ class PaymentAttempt(models.Model):
 
 
 class StripeEvent(models.Model):
-    """A webhook event we processed: its id makes a redelivery a no-op."""
+    """A signed webhook event we received: processed ones make a redelivery a no-op; rejected
+    ones (signed but unreadable) are kept with the reason, for inspection."""
 
     class Outcome(models.TextChoices):
         APPLIED = "applied", "Applied"
         STALE = "stale", "Stale (older than the state held)"
         IGNORED = "ignored", "Ignored"
+        REJECTED = "rejected", "Rejected (signed, but could not be processed)"
 
-    event_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100)
+    event_id = models.CharField(
+        max_length=255, blank=True,
+        help_text="Stripe's evt_ id; for a rejected event as read, or empty if unreadable.")
+    type = models.CharField(max_length=100, blank=True)
     object_id = models.CharField(max_length=255, blank=True)
-    created = models.DateTimeField(help_text="When Stripe created the event.")
+    created = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When Stripe created the event; empty for a rejected event without a "
+                  "usable time.")
     livemode = models.BooleanField(default=False)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
-    detail = models.TextField(blank=True)
-    payload = models.JSONField()
+    detail = models.TextField(blank=True, help_text="What was done, or why it was rejected.")
+    payload = models.JSONField(null=True, blank=True, help_text="The event, once processed.")
+    body = models.TextField(
+        blank=True, help_text="A rejected event's body as received (NUL shown as U+FFFD).")
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-received_at"]
         indexes = [models.Index(fields=["type", "created"])]
+        constraints = [
+            # Rejected deliveries do not count: the same event, redelivered readable (or
+            # after a fix), is still applied once.
+            models.UniqueConstraint(fields=["event_id"], condition=~models.Q(outcome="rejected"),
+                                    name="stripe_event_processed_once"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.event_id} {self.type} ({self.outcome})"
+        return f"{self.event_id or '(no id)'} {self.type} ({self.outcome})"

@@ -7,6 +7,9 @@
   ignored, so a late delivery never overwrites newer state.
 - Unknown event types, and objects we do not know, are recorded as ignored (acknowledged:
   Stripe would otherwise redeliver them for days).
+- A signed body that cannot be processed (not JSON, nested too deep, NUL characters or values
+  out of range, wrong types, missing fields) raises InvalidEvent before anything changes;
+  the endpoint keeps it as a rejected StripeEvent (`record_rejected`) and answers 400.
 
 Stripe's own automatic retries should be off for these subscriptions: the dunning job owns
 the retry schedule (billing/dunning.py); `invoice.payment_failed` only starts it.
@@ -14,16 +17,31 @@ the retry schedule (billing/dunning.py); `invoice.payment_failed` only starts it
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from automation.input_limits import EARLIEST, LATEST
+
 from .dunning import DunningPolicyError, first_retry_at, retry_days
 from .models import Invoice, StripeEvent, Subscription
 
 HANDLED_TYPES = ("invoice.paid", "invoice.payment_failed", "customer.subscription.updated")
+
+# Stripe's events are a dozen levels deep at most; the limit keeps json.loads (recursive in C)
+# and the JSON column far from their own limits.
+MAX_NESTING = 64
+_STRUCTURE = re.compile(r'[\\"\[\]{}]')
+EVENT_TYPE = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)+", re.ASCII)
+_ID_TAIL = r"[A-Za-z0-9_-]{1,250}"  # Stripe ids are prefix_ and letters, digits, _ (demo: -)
+EVENT_ID = re.compile(rf"evt_{_ID_TAIL}")
+INVOICE_ID = re.compile(rf"in_{_ID_TAIL}")
+SUBSCRIPTION_ID = re.compile(rf"sub_{_ID_TAIL}")
+MAX_AMOUNT = 2_147_483_647  # the amount columns' (PositiveIntegerField) upper bound
 
 # Stripe's subscription statuses onto ours; the rest (incomplete, paused) change nothing.
 SUBSCRIPTION_STATUSES = {
@@ -62,26 +80,145 @@ def _require(mapping: dict, key: str, kind: type, where: str) -> Any:
 
 
 def _timestamp(value: Any, field: str) -> datetime | None:
+    """A Unix time inside the platform's range (2000 to 2099): a huge one would overflow
+    datetime here or the dunning arithmetic later."""
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidEvent(f"{field} is not a Unix timestamp")
+    if not EARLIEST.timestamp() <= value <= LATEST.timestamp():
+        raise InvalidEvent(f"{field} {value} is out of range "
+                           f"({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d})")
     return datetime.fromtimestamp(value, tz=UTC)
 
 
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether JSON text nests arrays/objects deeper than `limit`, read without recursion
+    (and in linear time: only quotes, backslashes and brackets are looked at)."""
+    depth, in_string, escaped_at = 0, False, -1
+    for match in _STRUCTURE.finditer(text):
+        at, char = match.start(), match.group()
+        if at == escaped_at:
+            continue
+        if in_string:
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _refuse_constant(name: str) -> float:
+    raise InvalidEvent(f"payload holds {name}, which is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise InvalidEvent(f"payload holds a number out of range ({text[:40]})")
+    return value
+
+
+def _check_strings(payload: Any) -> None:
+    """Refuse strings PostgreSQL cannot store: NUL (U+0000) and lone surrogates (not UTF-8).
+
+    Stripe sends neither; walked with a stack, not recursion.
+    """
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_string(key, f"{path}{key[:50]!r} (a key)")
+                stack.append((f"{path}{key[:50]}.", item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}].", item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, path.rstrip(".") or "payload")
+
+
+def _check_string(value: str, where: str) -> None:
+    if "\x00" in value:
+        raise InvalidEvent(f"{where[:200]} contains a NUL character (U+0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEvent(f"{where[:200]} is not valid Unicode (lone surrogate)") from exc
+
+
+def parse_payload(text: str) -> Any:
+    """The JSON value of a signed body, or InvalidEvent: never a RecursionError, NaN or
+    infinity. Its strings are checked by parse_event."""
+    if _nesting_exceeds(text, MAX_NESTING):
+        raise InvalidEvent(f"payload is nested deeper than {MAX_NESTING} levels")
+    try:
+        payload = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except InvalidEvent:
+        raise
+    except RecursionError as exc:  # unreachable after the depth check; kept as a guard
+        raise InvalidEvent("payload is nested too deeply") from exc
+    except ValueError as exc:
+        raise InvalidEvent(f"payload is not valid JSON: {str(exc)[:200]}") from exc
+    return payload
+
+
 def parse_event(payload: Any) -> ParsedEvent:
-    """Check the envelope every event shares; per-type fields are checked when applied."""
+    """Check the envelope every event shares, and that every string can be stored;
+    per-type fields are checked when applied."""
     if not isinstance(payload, dict):
         raise InvalidEvent("payload is not a JSON object")
+    _check_strings(payload)
     event_id = _require(payload, "id", str, "")
-    if not event_id.startswith("evt_") or len(event_id) > 255:
+    if not EVENT_ID.fullmatch(event_id):
         raise InvalidEvent("id is not a Stripe event id (evt_...)")
     event_type = _require(payload, "type", str, "")
+    if len(event_type) > 100 or not EVENT_TYPE.fullmatch(event_type):
+        # Unknown but well-formed types are acknowledged (ignored); this is not one.
+        raise InvalidEvent(f"type {event_type[:100]!r} is not a Stripe event type")
     created = _timestamp(_require(payload, "created", int, ""), "created")
     data = _require(payload, "data", dict, "")
     obj = _require(data, "object", dict, "data.")
-    return ParsedEvent(id=event_id, type=event_type[:100], created=created,
-                       livemode=bool(payload.get("livemode")), object=obj, payload=payload)
+    return ParsedEvent(id=event_id, type=event_type, created=created,
+                       livemode=payload.get("livemode") is True, object=obj, payload=payload)
+
+
+def record_rejected(body: str, payload: Any, reason: str) -> StripeEvent:
+    """Keep a signed event that could not be processed, with the reason, for inspection.
+
+    Whatever the payload holds, the row can be written: what can be read of the envelope,
+    cleaned and cut to the columns, and the body as received (NUL replaced).
+    """
+    envelope = payload if isinstance(payload, dict) else {}
+    data = envelope.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    try:
+        created = _timestamp(envelope.get("created"), "created")
+    except InvalidEvent:
+        created = None
+    return StripeEvent.objects.create(
+        event_id=_printable(envelope.get("id"), 255), type=_printable(envelope.get("type"), 100),
+        object_id=_printable(obj.get("id") if isinstance(obj, dict) else None, 255),
+        created=created, livemode=envelope.get("livemode") is True,
+        outcome=StripeEvent.Outcome.REJECTED, detail=_printable(reason, 2000), payload=None,
+        body=_printable(body, len(body)),
+    )
+
+
+def _printable(value: Any, limit: int) -> str:
+    """`value` if a string, as text PostgreSQL stores: NUL → U+FFFD, lone surrogates → ?."""
+    if not isinstance(value, str):
+        return ""
+    text = value[:limit].replace("\x00", "\ufffd")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def handle_event(event: ParsedEvent) -> tuple[str, str]:
@@ -104,7 +241,8 @@ def handle_event(event: ParsedEvent) -> tuple[str, str]:
             record.outcome, record.detail = outcome, detail
             record.save(update_fields=["outcome", "detail"])
     except IntegrityError:
-        if StripeEvent.objects.filter(event_id=event.id).exists():
+        if StripeEvent.objects.filter(event_id=event.id).exclude(
+                outcome=StripeEvent.Outcome.REJECTED).exists():
             return "duplicate", "event already processed"
         raise
     return outcome, detail
@@ -130,7 +268,7 @@ def _local_invoice(event: ParsedEvent) -> Invoice | None:
     """The invoice the event is about, locked; created if we know its subscription."""
     obj = event.object
     stripe_id = _require(obj, "id", str, "data.object.")
-    if not stripe_id.startswith("in_"):
+    if not INVOICE_ID.fullmatch(stripe_id):
         raise InvalidEvent("data.object.id is not an invoice id (in_...)")
     invoice = Invoice.objects.select_for_update().filter(stripe_invoice_id=stripe_id).first()
     if invoice is not None:
@@ -140,10 +278,12 @@ def _local_invoice(event: ParsedEvent) -> Invoice | None:
     if subscription is None:
         return None
     amount = obj.get("amount_due")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-        raise InvalidEvent("data.object.amount_due is missing or not a whole number of cents")
+    if not isinstance(amount, int) or isinstance(amount, bool) or not 0 <= amount <= MAX_AMOUNT:
+        raise InvalidEvent("data.object.amount_due is missing or not a whole number of cents "
+                           f"(0 to {MAX_AMOUNT})")
     currency = obj.get("currency") or subscription.currency
-    if not isinstance(currency, str) or len(currency) != 3:
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isascii() \
+            or not currency.isalpha():
         raise InvalidEvent("data.object.currency is not a 3-letter currency code")
     return Invoice.objects.create(subscription=subscription, stripe_invoice_id=stripe_id,
                                   amount_due=amount, currency=currency.lower())
@@ -229,7 +369,7 @@ def _period(obj: dict[str, Any], name: str) -> datetime | None:
 def _subscription_updated(event: ParsedEvent) -> tuple[str, str]:
     obj = event.object
     stripe_id = _require(obj, "id", str, "data.object.")
-    if not stripe_id.startswith("sub_"):
+    if not SUBSCRIPTION_ID.fullmatch(stripe_id):
         raise InvalidEvent("data.object.id is not a subscription id (sub_...)")
     status = _require(obj, "status", str, "data.object.")
     start, end = _period(obj, "current_period_start"), _period(obj, "current_period_end")

@@ -1,8 +1,19 @@
 """The admin site, with a read-only page listing the job registry."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, URLResolver, path, reverse
+from django.views.decorators.http import require_GET
+
+# The registry shows every job's schedule and params: what a settings viewer may see.
+REGISTRY_PERM = "automation.view_communityautomationsetting"
+DASHBOARD_PERM = "automation.view_jobrun"
 
 
 class AutomationAdminSite(admin.AdminSite):
@@ -10,25 +21,29 @@ class AutomationAdminSite(admin.AdminSite):
     site_title = "Community automation"
     index_title = "Operations"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern | URLResolver]:
         from dashboard.urls import admin_urls
 
-        urls = [path("automation/jobs/", self.admin_view(self.job_registry), name="job_registry")]
+        urls = [path("automation/jobs/", self.admin_view(require_GET(self.job_registry)),
+                     name="job_registry")]
         return urls + admin_urls(self) + super().get_urls()
 
-    def get_app_list(self, request, app_label=None):
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None
+                     ) -> list[dict[str, Any]]:
+        # Each page is listed only to those it would not answer 403.
         app_list = super().get_app_list(request, app_label)
         for app in app_list:
             if app["app_label"] == "automation":
-                app["models"].insert(0, {
-                    "name": "Jobs (registry)",
-                    "object_name": "JobRegistry",
-                    "admin_url": reverse("admin:job_registry", current_app=self.name),
-                    "add_url": None,
-                    "view_only": True,
-                    "perms": {"view": True},
-                })
-                if request.user.has_perm("automation.view_jobrun"):
+                if request.user.has_perm(REGISTRY_PERM):
+                    app["models"].insert(0, {
+                        "name": "Jobs (registry)",
+                        "object_name": "JobRegistry",
+                        "admin_url": reverse("admin:job_registry", current_app=self.name),
+                        "add_url": None,
+                        "view_only": True,
+                        "perms": {"view": True},
+                    })
+                if request.user.has_perm(DASHBOARD_PERM):
                     app["models"].insert(0, {
                         "name": "Operations dashboard",
                         "object_name": "OperationsDashboard",
@@ -39,8 +54,10 @@ class AutomationAdminSite(admin.AdminSite):
                     })
         return app_list
 
-    def job_registry(self, request):
+    def job_registry(self, request: HttpRequest) -> HttpResponse:
         from automation.admin_views import job_registry_context
 
+        if not request.user.has_perm(REGISTRY_PERM):
+            raise PermissionDenied(f"needs the {REGISTRY_PERM} permission")
         context = {**self.each_context(request), **job_registry_context(request)}
         return TemplateResponse(request, "admin/automation/job_registry.html", context)

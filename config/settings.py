@@ -49,6 +49,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: under /api/ it bounds the body before anything reads it and answers every
+    # error, Django's own included, as the API's JSON.
+    "api.middleware.ApiBoundaryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -256,8 +259,10 @@ AUTOMATION_EXTRA_JOB_MODULES = env.list("AUTOMATION_EXTRA_JOB_MODULES", default=
 AUTOMATION_LOCK_MARGIN_SECONDS = env.int("AUTOMATION_LOCK_MARGIN_SECONDS", default=60)
 # A manual trigger of the same job for the same community is refused (429) within this.
 AUTOMATION_TRIGGER_COOLDOWN_SECONDS = env.int("AUTOMATION_TRIGGER_COOLDOWN_SECONDS", default=10)
-# Tenant webhooks may point at loopback only where an operator allows it (development,
-# tests, the demo). Private, link-local and metadata addresses are never allowed.
+# Outbound URLs (tenant webhooks and Slack channels, the platform's Slack, alert and push
+# URLs: automation/outbound_urls.py) may point at plain loopback only where an operator
+# allows it (development, tests, the demo). Any other address that is not globally
+# routable, including IPv4 embedded in IPv6 forms, is never allowed.
 WEBHOOKS_ALLOW_LOOPBACK = env.bool("WEBHOOKS_ALLOW_LOOPBACK", default=False)
 
 # Prometheus multiprocess mode: every process writes its samples to files that /metrics
@@ -338,6 +343,14 @@ AUTOMATION_PRUNE_TIME_BUDGET_SECONDS = env.float("AUTOMATION_PRUNE_TIME_BUDGET_S
 # The REST API's operator bearer token (every job, every community); empty: no operator
 # access. Communities' own API keys are created in admin.
 AUTOMATION_API_TOKEN = env("AUTOMATION_API_TOKEN", default="")
+# The API's input limits (docs/api.md): a larger body answers 413 before it is read or
+# parsed; JSON nested deeper answers 400 before it is parsed (Python's json recurses once
+# per level and fails near 1000).
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=32)
+if API_MAX_BODY_BYTES < 1 or not 1 <= API_MAX_JSON_DEPTH <= 500:
+    raise environ.ImproperlyConfigured(
+        "API_MAX_BODY_BYTES must be positive and API_MAX_JSON_DEPTH between 1 and 500.")
 # The API's views set their own auth, parsers and errors (api/views.py); drf-spectacular's
 # schema class must be the global default for its per-method annotations.
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}

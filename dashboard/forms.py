@@ -1,7 +1,8 @@
 """The dashboard's inputs: every query-string filter and action is validated here.
 
 A bad filter never raises: the view shows the form's message and falls back to the
-default, so a hand-edited URL gives a page, not a 500.
+default, so a hand-edited URL gives a page, not a 500. Dates are held to the platform's
+range (`automation.input_limits`), so no period computed from them overflows.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django import forms
 
+from automation.input_limits import EARLIEST_DATE, check_date, has_control_characters
 from automation.registry import all_jobs
 from automation.stats import visible_jobs
 from communities.lookup import CommunityNotFound, find_community
@@ -33,10 +35,17 @@ def category_choices() -> list[tuple[str, str]]:
 
 
 def errors_text(form: forms.Form) -> str:
-    return "; ".join(
-        (f"{form.fields[name].label or name}: " if name in form.fields else "") + " ".join(msgs)
+    """The form's errors as one sentence per field, for a message above the page.
+
+    Control characters echoed from the input (a NUL in a choice) are shown escaped.
+    """
+    parts = [
+        (f"{form.fields[name].label or name}: " if name in form.fields else "")
+        + " ".join(msgs).rstrip(".")
         for name, msgs in form.errors.items()
-    )
+    ]
+    text = "; ".join(parts) + "."
+    return "".join(ascii(c)[1:-1] if has_control_characters(c) else c for c in text)
 
 
 class OverviewFilter(forms.Form):
@@ -73,13 +82,23 @@ class HistoryFilter(forms.Form):
         super().__init__(*args, **kwargs)
         self.today = today
 
+    def clean_start(self) -> date | None:
+        start = self.cleaned_data["start"]
+        return None if start is None else check_date(start)
+
+    def clean_end(self) -> date | None:
+        end = self.cleaned_data["end"]
+        return None if end is None else check_date(end)
+
     def clean(self) -> dict:
         data = super().clean()
+        if self.errors:  # a refused date is missing from data: do not fill it in
+            return data
         start, end = data.get("start"), data.get("end")
         if start is None and end is None:
             return data
         if start is None:
-            start = end - timedelta(days=6)
+            start = max(EARLIEST_DATE, end - timedelta(days=6))
         if end is None:
             end = self.today
         if end < start:

@@ -23,6 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from automation import operations, stats
 from automation.errors import InvalidJobParams
+from automation.input_limits import has_control_characters
 from automation.models import JobRun
 from automation.registry import UnknownJob, get_job
 from communities.models import Community
@@ -40,7 +41,8 @@ from .forms import (
 )
 
 VIEW_PERM = "automation.view_jobrun"
-CHANGE_PERM = "automation.change_communityautomationsetting"
+CHANGE_PERM = "automation.change_communityautomationsetting"  # enable, disable
+RUN_PERM = "automation.run_communityautomationsetting"  # run now: starts work
 
 
 def refresh_seconds() -> int:
@@ -51,6 +53,13 @@ def refresh_seconds() -> int:
 def _require(request: HttpRequest, perm: str) -> None:
     if not request.user.has_perm(perm):
         raise PermissionDenied(f"needs the {perm} permission")
+
+
+def action_rights(request: HttpRequest) -> dict[str, bool]:
+    """Which action buttons the pages show: each only to those who may use it."""
+    can_change = request.user.has_perm(CHANGE_PERM)
+    can_run = request.user.has_perm(RUN_PERM)
+    return {"can_change": can_change, "can_run": can_run, "can_act": can_change or can_run}
 
 
 def with_text(figures: dict[str, Any]) -> dict[str, Any]:
@@ -120,9 +129,9 @@ class Dashboard:
                                                            category=category or None)],
             communities=list(Community.objects.order_by("slug").only("pk", "slug",
                                                                         "is_active")),
-            can_change=request.user.has_perm(CHANGE_PERM),
             here=request.get_full_path(),
             now=now,
+            **action_rights(request),
             **self._running_context(now),
         )
         return TemplateResponse(request, "admin/dashboard/overview.html", context)
@@ -164,8 +173,8 @@ class Dashboard:
             window_links=self._window_links(form, community),
             communities=list(Community.objects.order_by("slug").only("pk", "slug",
                                                                         "is_active")),
-            can_change=request.user.has_perm(CHANGE_PERM),
             here=request.get_full_path(),
+            **action_rights(request),
         )
         return TemplateResponse(request, "admin/dashboard/history.html", context)
 
@@ -182,25 +191,36 @@ class Dashboard:
         return links
 
     def action(self, request: HttpRequest) -> HttpResponse:
-        """Enable, disable or run a job for one community or all; always back to the page."""
-        _require(request, CHANGE_PERM)
+        """Enable, disable or run a job for one community or all; always back to the page.
+
+        403, with nothing changed, unless the user holds the permission of that very action.
+        """
+        if not action_rights(request)["can_act"]:
+            raise PermissionDenied(f"needs the {CHANGE_PERM} or {RUN_PERM} permission")
         form = ActionForm(request.POST)
-        back = reverse("admin:dashboard", current_app=self.site.name)
-        wanted = request.POST.get("next", "")
-        if wanted and url_has_allowed_host_and_scheme(
-                wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-            back = wanted
-        if not form.is_valid():
+        valid = form.is_valid()
+        back = self._back(request, form.cleaned_data.get("next", ""))
+        if not valid:
             messages.error(request, f"Nothing done — {errors_text(form)}")
             return HttpResponseRedirect(back)
         job = form.cleaned_data["job"]
         op = form.cleaned_data["op"]
         community = form.cleaned_data["community"]
+        _require(request, RUN_PERM if op == ActionForm.RUN else CHANGE_PERM)
         if op == ActionForm.RUN:
             self._run_now(request, job, community)
         else:
             self._toggle(request, job, op == ActionForm.ENABLE, community)
         return HttpResponseRedirect(back)
+
+    def _back(self, request: HttpRequest, wanted: str) -> str:
+        """Where to go after an action: `wanted` (a `next` the form accepted, so no NUL and
+        not too long) if it is a path of this site, else the dashboard."""
+        if wanted.startswith("/") and not has_control_characters(wanted) and (
+                url_has_allowed_host_and_scheme(wanted, allowed_hosts={request.get_host()},
+                                                require_https=request.is_secure())):
+            return wanted
+        return reverse("admin:dashboard", current_app=self.site.name)
 
     @staticmethod
     def _toggle(request: HttpRequest, job: str, enabled: bool,

@@ -1,4 +1,4 @@
-"""Signed webhook POSTs that connect only to addresses the SSRF check approved."""
+"""Signed webhook POSTs that connect only to addresses the outbound-URL guard approved."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import urllib3
-from django.core.exceptions import ValidationError
 
-from .url_safety import resolve_safe_addresses
+from automation.outbound_urls import OutboundURLRefused, check_url
 
 MAX_REDIRECTS = 3
 SIGNATURE_HEADER = "X-Webhook-Signature"
@@ -48,19 +47,6 @@ class DeliveryResult:
     latency_ms: float
 
 
-def _pool(url: str, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    common = {"port": port, "timeout": urllib3.Timeout(total=timeout), "retries": False,
-              "maxsize": 1}
-    if parts.scheme == "https":
-        # Connect to the checked address; verify the certificate and send SNI for the name.
-        return urllib3.HTTPSConnectionPool(address, server_hostname=parts.hostname,
-                                           assert_hostname=parts.hostname,
-                                           cert_reqs="CERT_REQUIRED", **common)
-    return urllib3.HTTPConnectionPool(address, **common)
-
-
 def post_signed(url: str, payload: dict, *, secret: str, timeout: float,
                 timestamp: int | None = None) -> DeliveryResult:
     """POST `payload` as signed JSON; follows up to 3 redirects, checking each hop."""
@@ -68,26 +54,23 @@ def post_signed(url: str, payload: dict, *, secret: str, timeout: float,
     timestamp = timestamp if timestamp is not None else int(time.time())
     started = time.monotonic()
     for _ in range(MAX_REDIRECTS + 1):
+        # Each hop is checked and pinned like the first: a redirect is just another URL.
         try:
-            address = resolve_safe_addresses(url)[0]
-        except ValidationError as exc:
+            target = check_url(url)
+        except OutboundURLRefused as exc:
             raise DeliveryRefused(f"{url}: {' '.join(exc.messages)}") from exc
-        parts = urlsplit(url)
-        host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
-        path = parts.path or "/"
-        if parts.query:
-            path += f"?{parts.query}"
-        with _pool(url, address, timeout) as pool:
-            response = pool.urlopen(
-                "POST", path, body=body, redirect=False, assert_same_host=False,
-                headers={"Host": host_header, "Content-Type": "application/json",
-                         "User-Agent": "community-automation-webhooks/1",
-                         SIGNATURE_HEADER: sign(secret, timestamp, body),
-                         "X-Webhook-Timestamp": str(timestamp)},
-            )
+        with target.pool(urllib3.Timeout(total=timeout)) as pool:
+            response = target.post(pool, body, {
+                "Content-Type": "application/json",
+                "User-Agent": "community-automation-webhooks/1",
+                SIGNATURE_HEADER: sign(secret, timestamp, body),
+                "X-Webhook-Timestamp": str(timestamp)})
         location = response.headers.get("Location")
         if response.status in (301, 302, 303, 307, 308) and location:
-            url = urljoin(url, location)
+            try:
+                url = urljoin(url, location)
+            except ValueError as exc:  # e.g. a malformed bracketed host in Location
+                raise DeliveryRefused(f"redirect to {location!r}: {exc}") from exc
             continue
         return DeliveryResult(response.status, (time.monotonic() - started) * 1000)
     raise DeliveryRefused(f"more than {MAX_REDIRECTS} redirects")

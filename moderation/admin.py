@@ -75,11 +75,11 @@ class FlagAdmin(admin.ModelAdmin):
                                                                 resolved_at=timezone.now())
         self.message_user(request, f"{count} flags marked {status}.", messages.SUCCESS)
 
-    @admin.action(description="Mark selected open flags resolved")
+    @admin.action(description="Mark selected open flags resolved", permissions=["change"])
     def mark_resolved(self, request, queryset: QuerySet) -> None:
         self._close(request, queryset, Flag.Status.RESOLVED)
 
-    @admin.action(description="Dismiss selected open flags")
+    @admin.action(description="Dismiss selected open flags", permissions=["change"])
     def mark_dismissed(self, request, queryset: QuerySet) -> None:
         self._close(request, queryset, Flag.Status.DISMISSED)
 
@@ -110,7 +110,9 @@ class EscalationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Send again on the next run (after checking Slack)")
+    # A change of the ledger row; the post itself is made by the next scheduled run.
+    @admin.action(description="Send again on the next run (after checking Slack)",
+                  permissions=["change"])
     def send_again(self, request, queryset: QuerySet) -> None:
         # A claimed row's POST may or may not have reached Slack; an operator who checked
         # the channel releases it here and the next run posts it.

@@ -32,15 +32,14 @@ def due_level(flag: Flag, policy: ModerationPolicy, now: datetime) -> int:
 class Destination:
     url: str
     label: str  # "community" or "platform", recorded on the escalation
-    trusted: bool  # the operator's own setting skips the SSRF check
 
 
 def destination_for(policy: ModerationPolicy) -> Destination | None:
     """The community's own channel if set (tenant input), else the platform's."""
     if policy.slack_webhook_url:
-        return Destination(policy.slack_webhook_url, "community", trusted=False)
+        return Destination(policy.slack_webhook_url, "community")
     if settings.TRUST_SAFETY_SLACK_WEBHOOK_URL:
-        return Destination(settings.TRUST_SAFETY_SLACK_WEBHOOK_URL, "platform", trusted=True)
+        return Destination(settings.TRUST_SAFETY_SLACK_WEBHOOK_URL, "platform")
     return None
 
 

@@ -90,7 +90,7 @@ class ModerationPolicy(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         # Tenant input: checked on every write path, not only in admin forms. The URL is
-        # resolved again when called (DNS may change), see moderation.slack.
+        # checked and resolved again when called (DNS may change), see moderation.slack.
         self.validate_values()
         update_fields = kwargs.get("update_fields")
         if self.slack_webhook_url and (update_fields is None

@@ -51,7 +51,13 @@ class AlertAdmin(ReadOnlyAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Mark selected open alerts resolved (no notice)")
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        # The change form stays read-only (the monitor writes alerts), so has_change_permission
+        # is False for everyone; resolving is the one change, granted by change_alert.
+        return request.user.has_perm("monitoring.change_alert")
+
+    @admin.action(description="Mark selected open alerts resolved (no notice)",
+                  permissions=["resolve"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         now = timezone.now()
         ids = list(queryset.filter(resolved_at__isnull=True).values_list("pk", flat=True))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -52,6 +52,22 @@ def cron_period_seconds(expression: str) -> float:
             break
         previous = current
     return longest
+
+
+def expected_period_seconds(default_cron: str, effective_crons: Iterable[str]) -> float | None:
+    """The job's platform-wide expected period: the longest gap of its default schedule.
+
+    A community's override never moves it: a rare one (Feb 29) would silence the "not
+    succeeded" alert for every community, a frequent one (every minute) would page for one
+    tenant's schedule. The watchdog checks each community by its own cron instead. None
+    (no series) when no enabled setting runs at least as often as the default: then nobody
+    is due within the period and the alert could only page falsely.
+    """
+    period = cron_period_seconds(default_cron)
+    crons = set(effective_crons)
+    if default_cron in crons or any(cron_period_seconds(c) <= period for c in crons):
+        return period
+    return None
 
 
 class PlatformCollector:
@@ -155,8 +171,9 @@ class PlatformCollector:
         labels = ["job", "queue"]
         period = GaugeMetricFamily(
             "automation_job_expected_period_seconds",
-            "Longest gap between scheduled fire times of the job's enabled settings; only for "
-            "scheduled jobs enabled in at least one active community.", labels=labels)
+            "Longest gap between fire times of the job's default schedule (overrides do not "
+            "move it); only for scheduled jobs enabled in an active community that runs at "
+            "least that often.", labels=labels)
         communities = GaugeMetricFamily(
             "automation_job_enabled_communities",
             "Active communities with the job enabled.", labels=labels)
@@ -176,9 +193,12 @@ class PlatformCollector:
             streak.add_metric(values, longest.get(spec.name, 0))
             failing_communities.add_metric(values, failing.get(spec.name, 0))
             if spec.scheduled and count:
-                expressions = {override or spec.default_cron
-                               for override in summary["crons"].get(spec.name, ())}
-                period.add_metric(values, max(cron_period_seconds(e) for e in expressions))
+                expected = expected_period_seconds(
+                    spec.default_cron,
+                    (override or spec.default_cron
+                     for override in summary["crons"].get(spec.name, ())))
+                if expected is not None:
+                    period.add_metric(values, expected)
         yield period
         yield communities
         yield streak

@@ -14,12 +14,12 @@ import urllib3
 from django.conf import settings
 from django.core.mail import send_mail
 
+from automation.outbound_urls import OutboundURLRefused, check_url
+
 logger = logging.getLogger(__name__)
 
 # Slack truncates long messages; a digest lists this many notices and counts the rest.
 MAX_NOTICES_PER_MESSAGE = 25
-
-_http = urllib3.PoolManager(retries=False)
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,19 @@ def _digest(notices: list[Notice]) -> tuple[str, str]:
 
 
 def post_slack(url: str, text: str, timeout: float) -> None:
-    """POST a Slack message; raises on no answer or a non-2xx answer."""
-    response = _http.request(
-        "POST", url, body=json.dumps({"text": text}).encode(),
-        headers={"Content-Type": "application/json"},
-        timeout=urllib3.Timeout(connect=timeout, read=timeout), redirect=False,
-    )
+    """POST a Slack message; raises on a refused URL, no answer or a non-2xx answer.
+
+    The URL passes the outbound-URL guard like a tenant's, and the POST goes to the address
+    it checked, without following redirects.
+    """
+    try:
+        target = check_url(url)
+    except OutboundURLRefused as exc:
+        # The message names the host, never the URL: a Slack webhook's path is its secret.
+        raise RuntimeError(f"refused: {' '.join(exc.messages)}") from exc
+    with target.pool(urllib3.Timeout(connect=timeout, read=timeout)) as pool:
+        response = target.post(pool, json.dumps({"text": text}).encode(),
+                               {"Content-Type": "application/json"})
     if not 200 <= response.status < 300:
         raise RuntimeError(f"Slack answered {response.status}: {response.data[:200]!r}")
 

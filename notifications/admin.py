@@ -3,11 +3,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from automation.admin import RunPermissionMixin
+
 from .models import DigestDelivery, EmailBounce, EmailSuppression, Notification, PushDevice
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(RunPermissionMixin, admin.ModelAdmin):
     list_display = ["kind", "member", "community", "channel", "status", "attempts",
                     "created_at", "sent_at", "last_error"]
     list_filter = ["status", "channel", "kind", "community"]
@@ -18,7 +20,8 @@ class NotificationAdmin(admin.ModelAdmin):
                        "created_at", "sent_at", "last_error"]
     actions = ["requeue"]
 
-    @admin.action(description="Deliver again (failed/pending → pending, queue delivery)")
+    @admin.action(description="Deliver again (failed/pending → pending, queue delivery)",
+                  permissions=["run"])
     def requeue(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         from .tasks import deliver_notification
 
@@ -67,7 +70,7 @@ class PushDeviceAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "last_success_at", "deactivated_at", "deactivated_reason"]
     actions = ["reactivate"]
 
-    @admin.action(description="Reactivate selected devices")
+    @admin.action(description="Reactivate selected devices", permissions=["change"])
     def reactivate(self, request: HttpRequest, queryset: QuerySet[PushDevice]) -> None:
         count = queryset.update(is_active=True, deactivated_at=None, deactivated_reason="")
         self.message_user(request, f"{count} device(s) reactivated.", messages.SUCCESS)
@@ -89,7 +92,9 @@ class DigestDeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Allow another attempt (failed → failed with 0 attempts)")
+    # A change of the ledger row; the send itself is made by the next run of that day.
+    @admin.action(description="Allow another attempt (failed → failed with 0 attempts)",
+                  permissions=["change"])
     def allow_retry(self, request: HttpRequest, queryset: QuerySet[DigestDelivery]) -> None:
         count = queryset.filter(status=DigestDelivery.Status.FAILED).update(attempts=0)
         self.message_user(request, f"{count} ledger row(s) will be retried by the next run "

@@ -59,6 +59,8 @@ class Notification(models.Model):
             )
         ]
         indexes = [models.Index(fields=["status", "created_at"])]
+        # Delivering again sends the member a message: not implied by editing the row.
+        permissions = [("run_notification", "Can deliver a notification again")]
 
     def __str__(self) -> str:
         return f"{self.kind} → {self.member_id or '-'} ({self.status})"

@@ -2,13 +2,16 @@
 
 One JSON POST per device token to settings.PUSH_PROVIDER_URL with
 `Authorization: Bearer PUSH_PROVIDER_TOKEN`; body {token, title, body, data}. One
-urllib3 pool per batch, so keep-alive reuses the connection.
+urllib3 pool per batch, so keep-alive reuses the connection. The URL passes the
+outbound-URL guard once per batch and the pool connects to the address it checked; no
+redirect is followed.
 
 How answers are read:
 - 2xx: delivered;
 - 400/404/410 (and other 4xx about the token): the token is invalid → deactivate device;
 - 401/403: our credentials are wrong — not the device's fault, so no device is touched;
   the send fails and the batch stops (PushUnavailable, retryable after a config fix);
+- 3xx: not followed (the next hop is unchecked) and not the device's fault → PushUnavailable;
 - 429/5xx: retryable for that device;
 - connection error / timeout: the provider is down → PushUnavailable.
 """
@@ -21,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import urllib3
 from django.conf import settings
 from django.utils import timezone
 
 from automation.errors import RetryableJobError, is_retryable_status
+from automation.outbound_urls import OutboundURLRefused, check_url
 
 from .models import PushDevice
 
@@ -69,14 +72,20 @@ class PushClient:
         url = settings.PUSH_PROVIDER_URL
         if not url:
             raise PushNotConfigured("PUSH_PROVIDER_URL is not set")
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise PushNotConfigured(f"PUSH_PROVIDER_URL {url!r} is not an http(s) URL")
+        try:
+            self.target = check_url(url)
+        except OutboundURLRefused as exc:
+            reason = " ".join(exc.messages)
+            if exc.code in ("scheme", "host"):
+                raise PushNotConfigured(
+                    f"PUSH_PROVIDER_URL is not an http(s) URL: {reason}") from exc
+            # Otherwise retryable, like refused credentials: the channel waits for a config
+            # (or DNS) fix instead of failing every member's notification.
+            raise PushUnavailable(f"push provider URL refused: {reason}") from exc
         self.url = url
         self.clock = clock
-        self.pool = urllib3.PoolManager(
-            num_pools=1, maxsize=1, retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
-        )
+        self.pool = self.target.pool(
+            urllib3.Timeout(connect=min(timeout, 5.0), read=timeout))
         self.headers = {"Content-Type": "application/json",
                         "User-Agent": "community-automation-push/1"}
         if settings.PUSH_PROVIDER_TOKEN:
@@ -86,7 +95,7 @@ class PushClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.pool.clear()
+        self.pool.close()
 
     def send(self, device: PushDevice, *, title: str, body: str,
              data: dict[str, Any] | None = None) -> PushResult:
@@ -96,8 +105,7 @@ class PushClient:
                    "data": {str(k): str(v) for k, v in (data or {}).items()}}
         started = time.monotonic()
         try:
-            response = self.pool.request("POST", self.url, body=json.dumps(payload).encode(),
-                                         headers=self.headers)
+            response = self.target.post(self.pool, json.dumps(payload).encode(), self.headers)
         except urllib3.exceptions.HTTPError as exc:
             raise PushUnavailable(
                 f"push provider {self.url} unreachable: {type(exc).__name__}: {exc}"
@@ -108,6 +116,12 @@ class PushClient:
         if 200 <= status < 300:
             PushDevice.objects.filter(pk=device.pk).update(last_success_at=self.clock())
             return PushResult(DELIVERED, status, latency)
+        if 300 <= status < 400:
+            # Redirects are not followed (the next hop is unchecked); the device is not at
+            # fault, so none is deactivated: the channel waits for a config fix.
+            raise PushUnavailable(
+                f"push provider answered a redirect (HTTP {status}), which is not followed; "
+                "check PUSH_PROVIDER_URL")
         if status in AUTH_STATUSES:
             raise PushUnavailable(
                 f"push provider refused our credentials (HTTP {status}); "

@@ -7,11 +7,12 @@ from typing import Any
 
 from django import forms
 
+from automation.input_limits import RANGE_TEXT
 from automation.registry import tenant_job
 from communities.models import Community
 
 from ..backfill import MAX_WINDOW, run_backfill, validate_window
-from ..forms import ParamsForm
+from ..forms import ParamsForm, PlatformDateTimeField, as_datetime
 from ..periods import local_date, local_day_window
 
 ISO_HINT = "an ISO 8601 datetime such as 2026-01-05T00:00:00Z (no offset means UTC)"
@@ -20,16 +21,17 @@ ISO_HINT = "an ISO 8601 datetime such as 2026-01-05T00:00:00Z (no offset means U
 class BackfillParams(ParamsForm):
     # Both optional so that the community's stored defaults ({}) validate; without them a
     # run replays the previous local day.
-    start = forms.DateTimeField(
-        required=False,
+    start = PlatformDateTimeField(
+        required=False, label="start",
         help_text=f"window start, inclusive: {ISO_HINT}; rounded down to the hour; "
-                  "default: the start of yesterday (community-local)",
+                  f"{RANGE_TEXT}; default: the start of yesterday (community-local)",
         error_messages={"invalid": f"start must be {ISO_HINT}"},
     )
-    end = forms.DateTimeField(
-        required=False,
+    end = PlatformDateTimeField(
+        required=False, label="end",
         help_text=f"window end, exclusive: {ISO_HINT}; rounded up to the hour; at most "
-                  f"{MAX_WINDOW.days} days after start; default: the end of yesterday",
+                  f"{MAX_WINDOW.days} days after start; {RANGE_TEXT}; default: the end of "
+                  "yesterday",
         error_messages={"invalid": f"end must be {ISO_HINT}"},
     )
     dry_run = forms.BooleanField(required=False, initial=False,
@@ -69,10 +71,12 @@ class BackfillParams(ParamsForm):
     params_form=BackfillParams,
 )
 def analytics_backfill_replay(community: Community, now: datetime, *,
-                              start: datetime | None = None, end: datetime | None = None,
+                              start: datetime | str | None = None,
+                              end: datetime | str | None = None,
                               dry_run: bool = False, force: bool = False) -> dict[str, Any]:
     # Chunks run inline here (see analytics.backfill): a retried run resumes at the first
     # chunk not done, so nothing is written twice and nothing is lost.
+    start, end = as_datetime(start), as_datetime(end)
     if start is None or end is None:
         yesterday = local_date(now, community.tzinfo) - timedelta(days=1)
         start, end = local_day_window(yesterday, community.tzinfo)

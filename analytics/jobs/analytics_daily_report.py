@@ -5,25 +5,19 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django import forms
-
+from automation.input_limits import RANGE_TEXT
 from automation.registry import tenant_job
 from communities.models import Community
 
-from ..forms import ParamsForm
+from ..forms import ParamsForm, PlatformDateField, as_date
 from ..periods import local_date
 from ..rollups import build_daily_report
 
 
 class DailyReportParams(ParamsForm):
-    date = forms.DateField(required=False, input_formats=["%Y-%m-%d"],
-                           help_text="local date to (re)build, YYYY-MM-DD; default: yesterday")
-
-    def clean_date(self) -> date | None:
-        value = self.cleaned_data.get("date")
-        if value is not None and value.year < 2000:
-            raise forms.ValidationError("date must be in the year 2000 or later")
-        return value
+    date = PlatformDateField(required=False, label="date", input_formats=["%Y-%m-%d"],
+                             help_text=f"local date to (re)build, YYYY-MM-DD, {RANGE_TEXT}; "
+                                       "default: yesterday")
 
 
 @tenant_job(
@@ -41,8 +35,8 @@ class DailyReportParams(ParamsForm):
     params_form=DailyReportParams,
 )
 def analytics_daily_report(community: Community, now: datetime, *,
-                           date: date | None = None) -> dict[str, Any]:
-    day = date or local_date(now, community.tzinfo) - timedelta(days=1)
+                           date: date | str | None = None) -> dict[str, Any]:
+    day = as_date(date) or local_date(now, community.tzinfo) - timedelta(days=1)
     report, created = build_daily_report(community, day, now)
     return {
         "date": day.isoformat(),

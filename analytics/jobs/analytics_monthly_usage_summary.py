@@ -5,28 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django import forms
-
+from automation.input_limits import RANGE_TEXT
 from automation.registry import tenant_job
 from communities.models import Community
 
-from ..forms import ParamsForm
+from ..forms import MonthField, ParamsForm
 from ..periods import parse_month, previous_month
 from ..rollups import build_monthly_summary
 
 
 class MonthlySummaryParams(ParamsForm):
-    month = forms.CharField(required=False,
-                            help_text="local month to (re)build, YYYY-MM; default: last month")
-
-    def clean_month(self) -> str:
-        value = self.cleaned_data.get("month") or ""
-        if value:
-            try:
-                parse_month(value)
-            except ValueError as exc:
-                raise forms.ValidationError(str(exc)) from exc
-        return value
+    month = MonthField(required=False,
+                       help_text=f"local month to (re)build, YYYY-MM, {RANGE_TEXT}; "
+                                 "default: last month")
 
 
 @tenant_job(

@@ -7,20 +7,21 @@ from typing import Any
 
 from django import forms
 
+from automation.input_limits import RANGE_TEXT
 from automation.registry import tenant_job
 from communities.models import Community
 
-from ..forms import ParamsForm
+from ..forms import IsoWeekField, ParamsForm
 from ..leaderboard import DEFAULT_THRESHOLDS, DEFAULT_WEIGHTS, recalculate
 from ..models import Badge, EventType
 from ..periods import last_complete_week, parse_period
 
 
 class LeaderboardParams(ParamsForm):
-    period = forms.CharField(
+    period = IsoWeekField(
         required=False,
-        help_text="ISO week to recompute, e.g. 2026-W47; default: the last full local week "
-                  "before the run",
+        help_text=f"ISO week to recompute, e.g. 2026-W47, starting {RANGE_TEXT}; default: "
+                  "the last full local week before the run",
     )
     weights = forms.JSONField(
         required=False,
@@ -42,15 +43,6 @@ class LeaderboardParams(ParamsForm):
                                               required=False)
     keep_weeks = forms.IntegerField(min_value=1, max_value=520, initial=26, required=False,
                                     help_text="how long a board stays in Redis")
-
-    def clean_period(self) -> str:
-        value = self.cleaned_data.get("period") or ""
-        if value:
-            try:
-                parse_period(value)
-            except ValueError as exc:
-                raise forms.ValidationError(str(exc)) from exc
-        return value
 
     def clean_weights(self) -> dict[str, int] | None:
         value = self.cleaned_data.get("weights")

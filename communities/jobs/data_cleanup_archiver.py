@@ -49,7 +49,10 @@ class ArchiverParams(forms.Form):
         data = super().clean()
         batch_size, max_rows = data.get("batch_size"), data.get("max_rows")
         if batch_size and max_rows and batch_size > max_rows:
-            raise forms.ValidationError("batch_size must not exceed max_rows.")
+            # Either may be the default (clean_params validates with the defaults filled
+            # in), so the message shows both.
+            raise forms.ValidationError(
+                f"batch_size must not exceed max_rows (got {batch_size} > {max_rows}).")
         return data
 
 

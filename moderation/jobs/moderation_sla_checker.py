@@ -63,8 +63,7 @@ def _post(destination: Destination, payload: dict, timeout: float) -> tuple[int 
                                                                             float | None]:
     """(status, response body, error, retry_after) of one POST; failures are returned."""
     try:
-        response = post_json(destination.url, payload, timeout=timeout,
-                             trusted=destination.trusted)
+        response = post_json(destination.url, payload, timeout=timeout)
     except SlackRefused as exc:
         return None, "", f"refused: {exc}", None
     except (urllib3.exceptions.HTTPError, OSError) as exc:

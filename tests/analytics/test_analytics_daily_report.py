@@ -70,12 +70,17 @@ def test_date_param_rebuilds_a_past_day(dst_day) -> None:
 
 @pytest.mark.parametrize(("params", "message"), [
     ({"date": "08/03/2026"}, "Enter a valid date."),
-    ({"date": "1999-12-31"}, "date must be in the year 2000 or later"),
+    ({"date": "1999-12-31"},
+     "date 1999-12-31 is out of range; dates must be between 2000-01-01 and 2099-12-31."),
+    ({"date": "9999-12-31"}, "dates must be between 2000-01-01 and 2099-12-31"),
+    ({"date": "0001-01-01"}, "dates must be between 2000-01-01 and 2099-12-31"),
+    ({"date": 20260308}, "date must be an ISO 8601 date such as 2026-01-05, not a number"),
+    ({"date": "2026-03-08\x00"}, "date contains a control character (U+0000)"),
 ])
 def test_bad_params_are_refused(params, message) -> None:
     with pytest.raises(InvalidJobParams) as info:
         analytics_daily_report.spec.clean_params(params)
-    assert message in info.value.errors["date"]
+    assert any(message in text for text in info.value.errors["date"])
 
 
 @pytest.mark.django_db(transaction=True)

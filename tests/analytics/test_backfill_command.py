@@ -80,6 +80,19 @@ def test_mismatch_fails_the_command_with_advice(community, sink_dir) -> None:
       "2026-01-01T00:00:00Z"], "the window spans 365.0 days; at most 92 days"),
     (["--community", "acme", "--start", "2026-01-05T00:00:00Z"],
      "the following arguments are required: --end"),
+    # Near the end of the calendar, rounding the window out to whole hours would overflow.
+    (["--community", "acme", "--start", "9999-12-31T20:00:00Z", "--end",
+      "9999-12-31T23:59:59Z"],
+     "start 9999-12-31 is out of range; dates must be between 2000-01-01 and 2099-12-31; "
+     "end 9999-12-31 is out of range"),
+    (["--community", "acme", "--start", "0001-01-01T00:00:00+05:00", "--end",
+      "2026-01-01T00:00:00Z"], "start 0001-01-01 is out of range"),
+    (["--community", "acme", "--start", "", "--end", ""],
+     "--start and --end must be given, as ISO 8601 datetimes"),
+    (["--community", "acme", "--start", "2026-01-05T00:00:00Z\x00", "--end",
+      "2026-01-06T00:00:00Z"], "--start contains a control character (U+0000) at position 20"),
+    (["--community", "ac\x00me", "--start", "2026-01-05T00:00:00Z", "--end",
+      "2026-01-06T00:00:00Z"], "--community contains a control character (U+0000)"),
 ])
 def test_bad_arguments_are_refused(community, sink_dir, args, message) -> None:
     with pytest.raises(CommandError) as info:

@@ -34,6 +34,14 @@ class Api:
         return self.client.patch(path, json.dumps(body), content_type="application/json",
                                  headers=self.headers)
 
+    def send(self, method: str, path: str, body: bytes | str = b"",
+             content_type: str = "application/json", **environ: Any) -> Any:
+        """A request with this exact body; `environ` overrides what the client derives
+        from it (CONTENT_LENGTH, wsgi.input, ...), to send what a real client might."""
+        environ.setdefault("CONTENT_TYPE", content_type)
+        return self.client.generic(method, path, body, content_type=content_type,
+                                   headers=self.headers, **environ)
+
 
 @pytest.fixture(autouse=True)
 def operator_token(settings) -> str:

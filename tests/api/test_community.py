@@ -170,10 +170,12 @@ def test_run_with_bad_params_is_400(tenant: Api, community: Community) -> None:
     assert response.json()["errors"]["params"] == ["seconds: Enter a number."]
 
 
-def test_unknown_job_and_inactive_community(tenant: Api, community: Community) -> None:
+def test_unknown_job_and_inactive_community(tenant: Api, operator: Api,
+                                            community: Community) -> None:
+    """(Keys of an inactive community: tests/api/test_input_boundary.py.)"""
     assert tenant.get("/api/communities/acme/jobs/nope").json()["code"] == "unknown_job"
     Community.objects.filter(pk=community.pk).update(is_active=False)
-    response = tenant.post(f"{JOB}/run")
+    response = operator.post(f"{JOB}/run")
     assert response.status_code == 400 and "inactive" in response.json()["detail"]
 
 

@@ -1,7 +1,11 @@
 """/metrics: Prometheus text, optionally behind a bearer token."""
 
+import hmac
+
+import pytest
 from django.test import Client
 
+from automation import views
 from automation.metrics import observe_finished_run
 
 
@@ -24,3 +28,51 @@ def test_metrics_token_is_required_when_set(db, settings) -> None:
     assert wrong.status_code == 401
     right = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
     assert right.status_code == 200
+
+
+@pytest.mark.parametrize("header", [
+    "s3cret-token",                # the bare token, no scheme
+    " s3cret-token",
+    "Basic s3cret-token",          # another scheme
+    "Token s3cret-token",
+    "Bearers3cret-token",          # no separator
+    "Bearer",                      # the scheme and nothing else
+    "Bearer ",
+    "Bearer    ",
+    "Bearer s3cret-token-and-more",
+    "Bearer s3cret",               # a prefix of the token
+    "Bearer s3cret-token extra",
+    "",
+])
+def test_metrics_refuse_anything_but_the_bearer_scheme(db, settings, header: str) -> None:
+    """Only `Authorization: Bearer <token>` opens /metrics; 401 says which scheme to use."""
+    settings.METRICS_TOKEN = "s3cret-token"
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert b"automation_" not in response.content
+
+
+@pytest.mark.parametrize("header", ["Bearer s3cret-token", "bearer s3cret-token",
+                                    "BEARER s3cret-token", "Bearer  s3cret-token ",
+                                    " Bearer s3cret-token"])
+def test_the_bearer_scheme_is_case_insensitive(db, settings, header: str) -> None:
+    """RFC 7235: the auth-scheme is case-insensitive, and whitespace around the token is not
+    part of it."""
+    settings.METRICS_TOKEN = "s3cret-token"
+    assert Client().get("/metrics", HTTP_AUTHORIZATION=header).status_code == 200
+
+
+def test_the_token_is_compared_in_constant_time(db, settings, monkeypatch) -> None:
+    """The comparison goes through hmac.compare_digest, never ==."""
+    settings.METRICS_TOKEN = "s3cret-token"
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(views.hmac, "compare_digest", spy)
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert compared == [(b"wrong", b"s3cret-token")]

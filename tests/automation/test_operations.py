@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -12,7 +13,7 @@ from automation import operations
 from automation.audit import acting_as
 from automation.models import AuditEntry, JobRun
 from automation.progress import reporting_progress
-from automation.registry import get_job
+from automation.registry import JobSpec, get_job
 from automation.runs import run_inline
 from automation.schedules import periodic_task_name
 from automation.stats import health, job_history, success_rate, summary
@@ -83,6 +84,96 @@ def test_trigger_validates_params_where_they_enter(community) -> None:
     with pytest.raises(InvalidJobParams, match="seconds"):
         operations.trigger("test_sleep", now=NOW, community=community,
                            params={"seconds": -1})
+
+
+def _refuse_to_claim(*args: object) -> int:
+    raise AssertionError("a cooldown was claimed before the request was known to be valid")
+
+
+def test_params_are_checked_before_any_cooldown_is_claimed(both, settings,
+                                                          monkeypatch) -> None:
+    """The run's params merged over each target's stored ones, for one community or all:
+    refused before the cooldown is touched."""
+    from automation.errors import InvalidJobParams
+
+    community, other = both
+    settings.AUTOMATION_TRIGGER_COOLDOWN_SECONDS = 30
+    monkeypatch.setattr(operations, "_claim_cooldown", _refuse_to_claim)
+    # Stored params a form change made invalid (written past the model's validation).
+    community.automation_settings.filter(job_name="test_sleep").update(
+        params={"seconds": "forever"})
+    for target in (community, None):
+        with pytest.raises(InvalidJobParams, match="seconds"):
+            operations.trigger("test_sleep", now=NOW, community=target)
+    for params in ({"seconds": -1}, {"nope": 1}):
+        with pytest.raises(InvalidJobParams):
+            operations.trigger("test_sleep", now=NOW, community=other, params=params)
+    assert not JobRun.objects.exists()
+
+
+def test_a_run_that_fails_to_queue_releases_its_cooldown(community, settings,
+                                                        monkeypatch) -> None:
+    settings.AUTOMATION_TRIGGER_COOLDOWN_SECONDS = 30
+    real = operations.enqueue_run
+
+    def broken(*args: object, **kwargs: object) -> JobRun:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(operations, "enqueue_run", broken)
+    with pytest.raises(RuntimeError):
+        operations.trigger("test_sleep", now=NOW, community=community)
+    monkeypatch.setattr(operations, "enqueue_run", real)
+    assert operations.trigger("test_sleep", now=NOW, community=community).runs
+
+
+def test_trigger_all_queues_all_or_nothing_and_releases_only_its_own(both, settings,
+                                                                    monkeypatch) -> None:
+    """One community failing to queue rolls back the runs of the others in the same call
+    and frees their cooldowns; a cooldown held by an earlier trigger stays held."""
+    community, _ = both
+    settings.AUTOMATION_TRIGGER_COOLDOWN_SECONDS = 30
+    earlier = operations.trigger("test_sleep", now=NOW, community=community).runs[0]
+    JobRun.objects.filter(pk=earlier.pk).update(status=JobRun.Status.SUCCEEDED)
+    real = operations.enqueue_run
+    calls: list[str] = []
+
+    def second_fails(spec: JobSpec, target: Community, **kwargs: Any) -> JobRun:
+        calls.append(target.slug)
+        if len(calls) == 2:
+            raise RuntimeError("broker and database both gone")
+        return real(spec, target, **kwargs)
+
+    Community.objects.create(name="Zeta", slug="zeta", timezone="UTC")
+    monkeypatch.setattr(operations, "enqueue_run", second_fails)
+    with pytest.raises(RuntimeError):
+        operations.trigger("test_sleep", now=NOW)
+    assert calls == ["kolkata", "zeta"]  # acme was too soon: its cooldown was never ours
+    assert list(JobRun.objects.values_list("pk", flat=True)) == [earlier.pk]
+    monkeypatch.setattr(operations, "enqueue_run", real)
+    result = operations.trigger("test_sleep", now=NOW)
+    assert sorted(run.community.slug for run in result.runs) == ["kolkata", "zeta"]
+    assert result.too_soon == ["acme"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_committed_keeps_its_cooldown_even_if_publishing_raises(community, settings,
+                                                                      monkeypatch) -> None:
+    """Runs that exist spend their cooldown, even when a publish callback fails after the
+    commit (the reaper publishes the queued run later)."""
+    from automation import runs
+
+    settings.AUTOMATION_TRIGGER_COOLDOWN_SECONDS = 30
+
+    def publish_fails(spec: JobSpec, run: JobRun) -> bool:
+        raise RuntimeError("serializer bug")
+
+    monkeypatch.setattr(runs, "publish_or_leave_to_reaper", publish_fails)
+    with pytest.raises(RuntimeError, match="serializer bug"):
+        operations.trigger("test_sleep", now=NOW, community=community)
+    run = JobRun.objects.get()
+    JobRun.objects.filter(pk=run.pk).update(status=JobRun.Status.SUCCEEDED)
+    with pytest.raises(operations.TriggerTooSoon):
+        operations.trigger("test_sleep", now=NOW, community=community)
 
 
 @pytest.mark.django_db(transaction=True)  # run_inline closes connections like a worker

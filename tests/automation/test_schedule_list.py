@@ -71,3 +71,36 @@ def test_schedule_list_for_one_community(configured) -> None:
 def test_schedule_list_refuses_a_naive_now(db) -> None:
     with pytest.raises(CommandError, match="ISO 8601 instant with offset"):
         call_command("automation_schedule_list", "--now", "2026-07-01 12:00")
+
+
+@pytest.mark.parametrize(("now", "message"), [
+    ("2026-13-45T00:00:00+00:00",
+     "--now '2026-13-45T00:00:00+00:00' is not a valid date and time: month must be in 1..12"),
+    ("9999-12-31T23:59:59+00:00",
+     "--now 9999-12-31 is out of range; dates must be between 2000-01-01 and 2099-12-31."),
+    ("0001-01-01T00:00:00+05:00", "--now 0001-01-01 is out of range"),
+    ("2099-12-31T23:00:00-05:00", "--now (in UTC) 2100-01-01 is out of range"),
+    ("1999-12-31T23:59:59+00:00", "--now 1999-12-31 is out of range"),
+    ("2026-07-01T15:47:00\x00", "--now contains a control character (U+0000) at position 19"),
+])
+def test_schedule_list_refuses_instants_outside_the_platform_range(
+        db, now: str, message: str) -> None:
+    """Next fire times are computed from --now: near the ends of the calendar there is no
+    next one, so --now is held to the platform's range, as written and in UTC."""
+    with pytest.raises(CommandError) as info:
+        call_command("automation_schedule_list", "--now", now, stdout=StringIO())
+    assert message in str(info.value)
+
+
+def test_schedule_list_at_the_end_of_the_range(configured) -> None:
+    """The last instant the platform accepts still has next fire times (in 2100)."""
+    out = StringIO()
+    call_command("automation_schedule_list", "--community", "acme",
+                 "--now", "2099-12-31T23:59:59+00:00", stdout=out)
+    assert re.search(r"test_sleep +acme +0 12 \* \* \* .* 2100-01-01 17:00 +2100-01-01 12:00 EST",
+                     out.getvalue())
+
+
+def test_schedule_list_refuses_a_community_that_is_not_text(db) -> None:
+    with pytest.raises(CommandError, match="--community contains a control character"):
+        call_command("automation_schedule_list", "--community", "ac\x1bme")

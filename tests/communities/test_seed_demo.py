@@ -4,7 +4,7 @@ from io import StringIO
 
 import pytest
 from celery import Task
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from analytics.models import ActivityEvent
 from automation.models import JobRun
@@ -45,3 +45,28 @@ def test_seed_demo_is_idempotent_and_queues_a_first_run_of_every_job(settings,
     assert len(published) == len(queued)
     backfill = JobRun.objects.filter(job_name="analytics_backfill_replay").first()
     assert set(backfill.params) == {"start", "end"}
+
+
+@pytest.mark.parametrize(("url", "allow_loopback", "message"), [
+    ("http://10.0.0.1:8099", True,
+     "--receiver-url 'http://10.0.0.1:8099' is refused: 10.0.0.1 resolves to 10.0.0.1, a "
+     "private address"),
+    ("http://127.0.0.1:8099", False,
+     "--receiver-url 'http://127.0.0.1:8099' is refused: 127.0.0.1 resolves to 127.0.0.1, a "
+     "loopback address (127.0.0.0/8); outbound URLs must point to the public internet. (a "
+     "receiver on this machine needs WEBHOOKS_ALLOW_LOOPBACK=true)"),
+    ("ftp://127.0.0.1:8099", True,
+     "--receiver-url 'ftp://127.0.0.1:8099' is refused: Only http and https URLs are allowed."),
+    ("http://127.0.0.1:8099/" + "x" * 480, True,
+     "--receiver-url is too long: webhook URLs hold at most 500 characters"),
+    ("http://127.0.0.1:8099\x00", True, "--receiver-url contains a control character"),
+])
+def test_a_refused_receiver_url_is_named_and_nothing_is_seeded(
+        settings, url: str, allow_loopback: bool, message: str) -> None:
+    """The demo's webhooks must pass the outbound-URL guard that calls them: a receiver URL
+    it refuses is refused up front, by name and reason, before any data is written."""
+    settings.WEBHOOKS_ALLOW_LOOPBACK = allow_loopback
+    with pytest.raises(CommandError) as info:
+        call_command("seed_demo", "--receiver-url", url, stdout=StringIO())
+    assert message in str(info.value)
+    assert not Community.objects.exists()

@@ -27,6 +27,7 @@ def fresh_settings_summary(monkeypatch) -> None:
 @pytest.fixture
 def alert_channels(settings, receiver) -> Any:
     """Slack webhook on the local receiver, email to one address (locmem unless smtp)."""
+    settings.WEBHOOKS_ALLOW_LOOPBACK = True  # the receiver listens on loopback
     settings.ALERT_SLACK_WEBHOOK_URL = f"{receiver.base_url}/slack/hook"
     settings.ALERT_EMAILS = ["ops@example.com"]
     settings.ALERT_COOLDOWN_SECONDS = 3600

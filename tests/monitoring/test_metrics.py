@@ -14,7 +14,6 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from automation.connections import get_redis
-from automation.models import CommunityAutomationSetting
 from config.celery import app
 from monitoring.broker import broker_client, broker_layout
 from monitoring.collector import cron_period_seconds
@@ -112,26 +111,6 @@ def test_expected_period_and_enabled_communities(db, community, other_community)
     # On-demand jobs have no period; their enabled count is still shown.
     assert (("job", "test_flaky"), ("queue", "automation")) not in period
     assert enabled[(("job", "test_flaky"), ("queue", "automation"))] == 2
-
-
-def test_expected_period_follows_overrides_and_disabling(db, community, other_community,
-                                                         monkeypatch) -> None:
-    from monitoring.collector import PlatformCollector
-
-    monkeypatch.setattr(PlatformCollector, "_settings_cache", None)
-    setting = CommunityAutomationSetting.objects.get(community=community, job_name="test_sleep")
-    setting.cron_override = "0 9 * * 1-5"
-    setting.save()
-    period = scrape()["automation_job_expected_period_seconds"]
-    assert period[(("job", "test_sleep"), ("queue", "automation"))] == 3 * 86400  # Fri → Mon
-
-    CommunityAutomationSetting.objects.filter(job_name="test_sleep").update(enabled=False)
-    monkeypatch.setattr(PlatformCollector, "_settings_cache", None)
-    samples = scrape()
-    assert (("job", "test_sleep"), ("queue", "automation")) not in \
-        samples.get("automation_job_expected_period_seconds", {})
-    assert samples["automation_job_enabled_communities"][
-        (("job", "test_sleep"), ("queue", "automation"))] == 0
 
 
 @pytest.mark.parametrize(("cron", "seconds"), [

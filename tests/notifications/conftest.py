@@ -88,6 +88,7 @@ def content(community: Community, cast: Cast) -> Content:
 @pytest.fixture
 def push_provider(settings, receiver):
     """The `receiver` HTTP server acting as the push provider."""
+    settings.WEBHOOKS_ALLOW_LOOPBACK = True  # the receiver listens on loopback
     settings.PUSH_PROVIDER_URL = f"{receiver.base_url}/v1/send"
     settings.PUSH_PROVIDER_TOKEN = PUSH_TOKEN
     return receiver

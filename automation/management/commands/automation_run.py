@@ -1,43 +1,40 @@
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from automation.commands import OperatorCommand, check_community, check_job, check_job_params
 from automation.errors import InvalidJobParams
 from automation.models import JobRun
-from automation.registry import UnknownJob, get_job
 from automation.runs import enqueue_run, run_inline
 
-from ._options import community_option
 
-
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Run a job for one community now: queued for a worker, or --inline in this process."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job", help="registered job name (see the admin's job registry)")
         parser.add_argument("--community", required=True, help="id or slug")
         parser.add_argument("--inline", action="store_true", help="run here, not on a worker")
         parser.add_argument("--params", default=None, help='JSON object, e.g. \'{"key": 1}\'')
 
-    def handle(self, *args, job, community, inline=False, params=None, **options) -> None:
-        try:
-            spec = get_job(job)
-        except UnknownJob as exc:
-            raise CommandError(str(exc)) from exc
-        target = community_option(community)
-        try:
-            parsed = json.loads(params) if params else None
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"--params is not valid JSON: {exc}") from exc
-        if parsed is not None and not isinstance(parsed, dict):
-            raise CommandError("--params must be a JSON object")
+    def handle(self, *args: Any, job: str, community: str, inline: bool = False,
+               params: str | None = None, **options: Any) -> None:
+        spec = check_job(job)
+        target = check_community(community)
+        given = check_job_params(spec, params) if params is not None else None
+        if not target.is_active:
+            # The same rule as the API (operations.trigger) and the worker, which skips an
+            # inactive community's runs: nothing to queue until it is reactivated.
+            raise CommandError(f"community {target.slug} is inactive: its jobs cannot be run "
+                               "until it is reactivated")
         runner = run_inline if inline else enqueue_run
         try:
             run = runner(spec, target, trigger=JobRun.Trigger.MANUAL, now=timezone.now(),
-                         params=parsed)
-        except InvalidJobParams as exc:
-            raise CommandError(str(exc)) from exc
+                         params=given)
+        except InvalidJobParams as exc:  # the params merged over the community's stored ones
+            raise CommandError(str(exc)) from None
         if not inline:
             self.stdout.write(f"queued run {run.pk} of {spec.name} for {target.slug} "
                               f"on queue {spec.queue} (task {run.celery_task_id})")

@@ -1,33 +1,32 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import CommandParser
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from automation.commands import OperatorCommand, check_community, check_instant
 from automation.models import CommunityAutomationSetting
-
-from ._options import community_option
 
 COLUMNS = ("job", "community", "cron", "timezone", "enabled", "next_run_utc", "next_run_local")
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "List every community's job schedules with their next fire times."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--community", help="id or slug; default: every community")
-        parser.add_argument("--now", help="ISO 8601 instant to compute from (default: now)")
+        parser.add_argument("--now", help="ISO 8601 instant with offset to compute from "
+                                          "(default: now)")
 
-    def handle(self, *args, community=None, now=None, **options) -> None:
-        at = timezone.now()
-        if now:
-            at = parse_datetime(now)
-            if at is None or timezone.is_naive(at):
-                raise CommandError(f"--now must be an ISO 8601 instant with offset, not {now!r}")
+    def handle(self, *args: Any, community: str | None = None, now: str | None = None,
+               **options: Any) -> None:
+        # Bounded to the platform's range: next fire times are computed from it, and near
+        # year 9999 the next one does not exist.
+        at = check_instant(now, "--now") if now is not None else timezone.now()
         settings = CommunityAutomationSetting.objects.select_related("community").order_by(
             "community__slug", "job_name"
         )
-        selected = community_option(community)
-        if selected is not None:
-            settings = settings.filter(community=selected)
+        if community is not None:
+            settings = settings.filter(community=check_community(community))
         rows = [COLUMNS]
         for setting in settings:
             fire = setting.next_run(at)

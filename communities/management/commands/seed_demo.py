@@ -3,11 +3,15 @@
 import importlib
 import random
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from automation.commands import OperatorCommand, check_argument_text
 from automation.models import JobRun
 from automation.registry import all_jobs
 from automation.runs import enqueue_run
@@ -42,17 +46,49 @@ def demo_params(job_name: str, now) -> dict:
     return {}
 
 
-class Command(BaseCommand):
+def _is_valid(url: str, *, allow_loopback: bool) -> bool:
+    try:
+        validate_webhook_url(url, allow_loopback=allow_loopback)
+    except ValidationError:
+        return False
+    return True
+
+
+def check_receiver_url(url: str) -> str:
+    """The receiver's base URL (no trailing slash) if the demo webhooks may point at it.
+
+    The webhooks are checked by the outbound-URL guard when they are called, so a URL the
+    guard refuses would seed webhooks that can never deliver: refused here, by name.
+    """
+    base = check_argument_text(url, "--receiver-url").rstrip("/")
+    longest = max((f"{base}/hooks/{path}" for _, path in DEMO_HOOKS), key=len)
+    limit = Webhook._meta.get_field("url").max_length
+    if len(longest) > limit:
+        raise CommandError(f"--receiver-url is too long: webhook URLs hold at most {limit} "
+                           "characters")
+    hook = f"{base}/hooks/healthy"
+    try:
+        validate_webhook_url(hook)
+    except ValidationError as exc:
+        hint = ""
+        if not settings.WEBHOOKS_ALLOW_LOOPBACK and _is_valid(hook, allow_loopback=True):
+            hint = " (a receiver on this machine needs WEBHOOKS_ALLOW_LOOPBACK=true)"
+        raise CommandError(f"--receiver-url {url!r} is refused: "
+                           f"{' '.join(exc.messages)}{hint}") from None
+    return base
+
+
+class Command(OperatorCommand):
     help = "Create demo communities and their data (idempotent); queue a first run of each job."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--receiver-url", default="http://127.0.0.1:8099",
                             help="base URL of `manage.py demo_webhook_receiver`")
         parser.add_argument("--no-runs", action="store_true", help="do not queue first runs")
 
-    def handle(self, *args, receiver_url: str, no_runs: bool = False, **options) -> None:
-        base = receiver_url.rstrip("/")
-        validate_webhook_url(f"{base}/hooks/healthy")
+    def handle(self, *args: Any, receiver_url: str, no_runs: bool = False,
+               **options: Any) -> None:
+        base = check_receiver_url(receiver_url)
         now = timezone.now()
         with transaction.atomic():
             communities = [self.seed_community(name, slug, tz, base, now)

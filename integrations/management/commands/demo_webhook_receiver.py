@@ -4,11 +4,13 @@ Trust & Safety Slack webhook (/slack) and the push provider (/push)."""
 import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
+from automation.commands import OperatorCommand, check_integer
 from integrations.delivery import verify_signature
 from integrations.models import Webhook
 
@@ -64,14 +66,22 @@ class DemoReceiver(BaseHTTPRequestHandler):
         self.server.command.stdout.write(f"receiver: {self.address_string()} {format % args}")
 
 
-class Command(BaseCommand):
+class Command(OperatorCommand):
     help = "Serve the demo's webhook endpoints on 127.0.0.1 (verifies signatures)."
 
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("--port", type=int, default=8099)
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8099, help="1 to 65535")
 
-    def handle(self, *args, port: int, **options) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", port), DemoReceiver)
+    def handle(self, *args: Any, port: int, **options: Any) -> None:
+        check_integer(port, "--port", minimum=1, maximum=65535)
+        try:
+            server = ThreadingHTTPServer(("127.0.0.1", port), DemoReceiver)
+        except OSError as exc:  # in use, or a privileged port
+            raise CommandError(f"cannot listen on 127.0.0.1:{port}: "
+                               f"{exc.strerror or exc}") from None
         server.command = self
         self.stdout.write(f"demo webhook receiver on http://127.0.0.1:{port}/hooks/")
-        server.serve_forever()
+        try:
+            server.serve_forever()
+        finally:  # Ctrl-C included: the port is free again at once
+            server.server_close()
