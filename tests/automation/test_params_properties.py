@@ -33,7 +33,8 @@ from automation.input_limits import (
     has_control_characters,
 )
 from automation.models import JobRun
-from automation.registry import FORM_FAILED, JobSpec, all_jobs
+from automation.params import FORM_FAILED
+from automation.registry import JobSpec, all_jobs
 from automation.runs import run_inline
 from communities.models import Community
 
