@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import options
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.views.decorators.http import require_GET
+
+from automation.bounded_json import BoundedJSONFormField
+
+# Every JSON field edited in admin (a setting's params, a member's preferences) is parsed
+# within bounds: Django's own field lets deep nesting raise RecursionError (a 500) and NUL
+# through to PostgreSQL. Admin merges these defaults into every ModelAdmin and inline.
+options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.JSONField] = {"form_class": BoundedJSONFormField}
 
 # The registry shows every job's schedule and params: what a settings viewer may see.
 REGISTRY_PERM = "automation.view_communityautomationsetting"

@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from api.models import ApiKey
-from api.parsers import nesting_exceeds
+from automation.bounded_json import nesting_exceeds
 from automation import operations
 from automation.connections import get_redis
 from automation.input_limits import RANGE_TEXT

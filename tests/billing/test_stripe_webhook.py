@@ -278,10 +278,10 @@ ODD_EVENTS = {
     "lone surrogate": (_with("invoice.paid", invoice_obj(description="SUR")).replace(
         b"SUR", b"\\ud800"), "not valid Unicode"),
     # Nesting that would exhaust json.loads' recursion or the jsonb parser's stack.
-    "100000 arrays deep": (_nested(100_000), "nested deeper than 64 levels"),
-    "65 arrays deep": (_nested(65), "nested deeper than 64 levels"),
-    "5000 objects deep": (_nested(5000, '{"a":', "}"), "nested deeper than 64 levels"),
-    "mixed 10000 deep": (_nested(5000, '[{"a":', "}]"), "nested deeper than 64 levels"),
+    "100000 arrays deep": (_nested(100_000), "nested more than 64 levels deep"),
+    "65 arrays deep": (_nested(65), "nested more than 64 levels deep"),
+    "5000 objects deep": (_nested(5000, '{"a":', "}"), "nested more than 64 levels deep"),
+    "mixed 10000 deep": (_nested(5000, '[{"a":', "}]"), "nested more than 64 levels deep"),
     # Wrong types (and sizes) for fields the handler reads.
     "created float": (_with("invoice.paid", invoice_obj(), created=1.78e9), "created is missing"),
     "created bool": (_with("invoice.paid", invoice_obj(), created=True), "created is missing"),
@@ -312,11 +312,11 @@ ODD_EVENTS = {
     "period a string": (_sub_updated(current_period_start="x", current_period_end=T0),
                         "current_period_start is not a Unix timestamp"),
     "NaN": (_with("invoice.payment_failed", invoice_obj(attempt_count="N")).replace(
-        b'"N"', b"NaN"), "NaN, which is not JSON"),
+        b'"N"', b"NaN"), "NaN is not valid JSON"),
     "Infinity": (_with("invoice.paid", invoice_obj(amount_remaining="I")).replace(
-        b'"I"', b"-Infinity"), "-Infinity, which is not JSON"),
+        b'"I"', b"-Infinity"), "-Infinity is not valid JSON"),
     "1e400": (_with("invoice.paid", invoice_obj(amount_remaining="E")).replace(
-        b'"E"', b"1e400"), "number out of range"),
+        b'"E"', b"1e400"), "1e400 is out of range"),
     "5000-digit integer": (_with("invoice.paid", invoice_obj(amount_remaining="D")).replace(
         b'"D"', b"9" * 5000), "payload is not valid JSON"),
     # Types that are not Stripe event types (well-formed unknown ones are acknowledged).
