@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from automation.errors import PermanentJobError, RetryableJobError
 from automation.outbound_urls import OutboundURLRefused, address_refusal, check_url
@@ -36,6 +37,8 @@ from moderation.models import Escalation, Flag, ModerationPolicy, Severity
 from monitoring.notify import Notice, deliver
 from notifications.delivery import deliver_pending
 from notifications.models import Channel, Notification, PushDevice
+
+from ..servers import HttpServer, Receiver
 
 HOSTILE = "hook.hostile.test"  # answers the case's addresses
 PUBLIC = "hooks.public.test"
@@ -69,11 +72,18 @@ class FakeNetwork:
         """Successive lookups get successive answers (the last repeats): DNS rebinding."""
         self.answers[name] = [list(a) for a in answers]
 
+    def forget(self) -> None:
+        """Back to the start, as a test of its own sees it: nothing asked, nothing dialled."""
+        self.answers.clear()
+        self.answer("localhost", "127.0.0.1", "::1")
+        self.lookups.clear()
+        self.connects.clear()
+
 
 @pytest.fixture
 def network(monkeypatch) -> FakeNetwork:
     net = FakeNetwork()
-    net.answer("localhost", "127.0.0.1", "::1")
+    net.forget()
     real_getaddrinfo = socket.getaddrinfo
     real_connect = socket.socket.connect
 
@@ -299,6 +309,7 @@ def test_the_table_is_large_and_covers_the_findings() -> None:
     """At least 40 forms, the tester's findings among them."""
     ids = {p.id for p in CASES}
     assert len(ids) == len(CASES) >= 40
+    assert [c.id for c in FORMS] == [p.id for p in CASES]  # the looping tests try them all
     assert {"shared-literal", "shared-top", "6to4-loopback", "6to4-metadata-literal",
             "nat64-loopback-literal", "nat64-metadata", "mapped-loopback-literal",
             "compatible-loopback-literal", "teredo-private-client"} <= ids
@@ -350,6 +361,39 @@ def test_guard_returns_what_to_connect_to(network: FakeNetwork) -> None:
         "[2606:2800:220:1:248:1893:25c8:1946]")
 
 
+# --- every form, one test per layer --------------------------------------------------
+#
+# The save and call layers try all the forms in one test each: the per-test setup and
+# teardown (database transaction, Redis flush, fixtures) cost more than the checks. Each
+# form still runs as if alone: in a savepoint rolled back afterwards, against a forgotten
+# network, and every problem of every form is collected, so one run names them all.
+
+
+FORMS: list[Case] = [p.values[0] for p in CASES]
+
+
+def each_form(network: FakeNetwork, listener: LoopbackListener,
+              check: Callable[[Case, str], list[str]]) -> list[str]:
+    """The problems `check(case, url)` finds with each form, each line naming its form."""
+    failures: list[str] = []
+    for case in FORMS:
+        network.forget()
+        url = _url(case, listener, network)
+        try:
+            with transaction.atomic():
+                problems = check(case, url)
+                transaction.set_rollback(True)
+        except Exception as exc:  # one form's crash must not hide the other forms' results
+            problems = [f"raised {type(exc).__name__}: {exc}"]
+        where = f" ({HOSTILE} -> {', '.join(case.resolves_to)})" if case.resolves_to else ""
+        failures.extend(f"{case.id} <{url}>{where}: {problem}" for problem in problems)
+    return failures
+
+
+def _report(failures: list[str]) -> str:
+    return f"{len(failures)} problems among the {len(FORMS)} forms:\n" + "\n".join(failures)
+
+
 # --- at save ---------------------------------------------------------------------------
 
 
@@ -358,41 +402,57 @@ def _refusal_of(error: ValidationError, field_name: str) -> str:
         " ".join(error.messages))
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_refused_when_a_webhook_is_saved(case: Case, community: Community, settings,
-                                         network: FakeNetwork,
+def _refused_at_save(case: Case, url: str, model: type, field_name: str, network: FakeNetwork,
+                     **fields: Any) -> list[str]:
+    """Model validation (admin forms) and save() both refuse `url`, and nothing is stored."""
+    problems = []
+    try:
+        model(**fields, **{field_name: url}).full_clean()
+    except ValidationError as exc:
+        if case.reason not in (refusal := _refusal_of(exc, field_name)):
+            problems.append(f"full_clean() refused it, but not for {case.reason!r}: {refusal}")
+    else:
+        problems.append("full_clean() accepted it")
+    try:
+        model.objects.create(**fields, **{field_name: url})
+    except ValidationError as exc:
+        if case.reason not in (refusal := " ".join(exc.messages)):
+            problems.append(f"save() refused it, but not for {case.reason!r}: {refusal}")
+    else:
+        problems.append("save() accepted it")
+    if model.objects.exists():
+        problems.append(f"a {model.__name__} row was stored")
+    if network.connects:
+        problems.append(f"connects attempted: {network.connects}")
+    return problems
+
+
+def test_refused_when_a_webhook_is_saved(community: Community, settings, network: FakeNetwork,
                                          listener: LoopbackListener) -> None:
     """Model validation (admin forms) and save() both refuse the tenant's webhook URL."""
     settings.WEBHOOKS_ALLOW_LOOPBACK = False
-    url = _url(case, listener, network)
-    with pytest.raises(ValidationError) as info:
-        Webhook(community=community, name="hostile", url=url).full_clean()
-    assert case.reason in _refusal_of(info.value, "url")
-    with pytest.raises(ValidationError) as info:
-        Webhook.objects.create(community=community, name="hostile", url=url)
-    assert case.reason in " ".join(info.value.messages)
-    assert not Webhook.objects.exists()
-    assert network.connects == []
+    failures = each_form(network, listener, lambda case, url: _refused_at_save(
+        case, url, Webhook, "url", network, community=community, name="hostile"))
+    assert failures == [], _report(failures)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_refused_when_a_slack_url_is_saved(case: Case, community: Community, settings,
+def test_refused_when_a_slack_url_is_saved(community: Community, settings,
                                            network: FakeNetwork,
                                            listener: LoopbackListener) -> None:
     """Model validation and save() both refuse the community's Trust & Safety Slack URL."""
     settings.WEBHOOKS_ALLOW_LOOPBACK = False
-    url = _url(case, listener, network)
-    with pytest.raises(ValidationError) as info:
-        ModerationPolicy(community=community, slack_webhook_url=url).full_clean()
-    assert case.reason in _refusal_of(info.value, "slack_webhook_url")
-    with pytest.raises(ValidationError) as info:
-        ModerationPolicy.objects.create(community=community, slack_webhook_url=url)
-    assert case.reason in " ".join(info.value.messages)
-    assert not ModerationPolicy.objects.exists()
-    assert network.connects == []
+    failures = each_form(network, listener, lambda case, url: _refused_at_save(
+        case, url, ModerationPolicy, "slack_webhook_url", network, community=community))
+    assert failures == [], _report(failures)
 
 
 # --- at call, with the URL already stored ----------------------------------------------
+#
+# A caller is set up once per test (the rows it needs, written past validation); the
+# function it returns stores the URL and calls: it returns the error the call recorded.
+
+Call = Callable[[str], str]
+UNUSED_URL = f"https://{PUBLIC}/not-called"  # replaced before every call
 
 
 def _breached_flag(community: Community) -> Flag:
@@ -401,59 +461,83 @@ def _breached_flag(community: Community) -> Flag:
                                reason="rule break", created_at=SLOT - timedelta(hours=2))
 
 
-def call_webhook(community: Community, url: str, settings) -> str:
-    """The health check of a webhook whose URL was written past validation."""
-    Webhook.objects.bulk_create([Webhook(community=community, name="stored", url=url)])
-    [outcome] = webhook_health_monitor(community, SLOT, timeout_seconds=2)["webhooks"]
-    return outcome["error"]
-
-
-def _escalate(community: Community) -> str:
-    flag = _breached_flag(community)
+def _escalate(community: Community, flag: Flag) -> str:
     # Nothing is delivered, so the run fails or retries; the escalation row says why.
     with contextlib.suppress(PermanentJobError, RetryableJobError):
         moderation_sla_checker(community, SLOT, timeout_seconds=2)
     return Escalation.objects.get(flag=flag).error
 
 
-def call_slack_community(community: Community, url: str, settings) -> str:
+def call_webhook(community: Community, settings) -> Call:
+    """The health check of a webhook whose URL was written past validation."""
+    [webhook] = Webhook.objects.bulk_create([Webhook(community=community, name="stored",
+                                                     url=UNUSED_URL)])
+
+    def call(url: str) -> str:
+        Webhook.objects.filter(pk=webhook.pk).update(url=url)
+        [outcome] = webhook_health_monitor(community, SLOT, timeout_seconds=2)["webhooks"]
+        return outcome["error"]
+
+    return call
+
+
+def call_slack_community(community: Community, settings) -> Call:
     """An escalation to the community's Slack URL, written past validation."""
     settings.TRUST_SAFETY_SLACK_WEBHOOK_URL = ""
-    ModerationPolicy.objects.bulk_create([ModerationPolicy(community=community,
-                                                           slack_webhook_url=url)])
-    return _escalate(community)
+    [policy] = ModerationPolicy.objects.bulk_create([ModerationPolicy(
+        community=community, slack_webhook_url=UNUSED_URL)])
+    flag = _breached_flag(community)
+
+    def call(url: str) -> str:
+        ModerationPolicy.objects.filter(pk=policy.pk).update(slack_webhook_url=url)
+        return _escalate(community, flag)
+
+    return call
 
 
-def call_slack_platform(community: Community, url: str, settings) -> str:
+def call_slack_platform(community: Community, settings) -> Call:
     """An escalation to the operator's TRUST_SAFETY_SLACK_WEBHOOK_URL."""
-    settings.TRUST_SAFETY_SLACK_WEBHOOK_URL = url
-    return _escalate(community)
+    flag = _breached_flag(community)
+
+    def call(url: str) -> str:
+        settings.TRUST_SAFETY_SLACK_WEBHOOK_URL = url
+        return _escalate(community, flag)
+
+    return call
 
 
-def call_alert(community: Community, url: str, settings) -> str:
+def call_alert(community: Community, settings) -> Call:
     """A platform alert to the operator's ALERT_SLACK_WEBHOOK_URL."""
-    settings.ALERT_SLACK_WEBHOOK_URL = url
     settings.ALERT_EMAILS = []
     settings.ALERT_HTTP_TIMEOUT_SECONDS = 2
-    result = deliver([Notice("opened", "failure", "some_job", "", 1, "it broke")])
-    assert result.slack is False
-    return " ".join(result.errors)
+
+    def call(url: str) -> str:
+        settings.ALERT_SLACK_WEBHOOK_URL = url
+        result = deliver([Notice("opened", "failure", "some_job", "", 1, "it broke")])
+        assert result.slack is False, f"the alert went to Slack: {result}"
+        return " ".join(result.errors)
+
+    return call
 
 
-def call_push(community: Community, url: str, settings) -> str:
+def call_push(community: Community, settings) -> Call:
     """A push notification sent through the operator's PUSH_PROVIDER_URL."""
-    settings.PUSH_PROVIDER_URL = url
     member = Member.objects.create(community=community, email="ada@acme.example",
                                    display_name="Ada")
     PushDevice.objects.create(member=member, token="ada-phone-token")
     notification = Notification.objects.create(
         community=community, member=member, channel=Channel.PUSH, kind="test",
         dedup_key="outbound-guard", subject="hello", body="hello")
-    deliver_pending(ids=[notification.pk])
-    notification.refresh_from_db()
-    assert notification.status != Notification.Status.SENT
-    assert PushDevice.objects.get(member=member).is_active
-    return notification.last_error
+
+    def call(url: str) -> str:
+        settings.PUSH_PROVIDER_URL = url
+        deliver_pending(ids=[notification.pk])
+        notification.refresh_from_db()
+        assert notification.status != Notification.Status.SENT, "the push was sent"
+        assert PushDevice.objects.get(member=member).is_active, "the device was deactivated"
+        return notification.last_error
+
+    return call
 
 
 CALLERS = [pytest.param(f, id=f.__name__.removeprefix("call_")) for f in (
@@ -461,35 +545,64 @@ CALLERS = [pytest.param(f, id=f.__name__.removeprefix("call_")) for f in (
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize("case", CASES)
-def test_refused_at_call_without_connecting(case: Case, caller: Callable[..., str],
-                                            community: Community, settings,
-                                            network: FakeNetwork,
+def test_refused_at_call_without_connecting(caller: Callable[..., Call], community: Community,
+                                            settings, network: FakeNetwork,
                                             listener: LoopbackListener) -> None:
-    """The stored URL is refused where it is used, and no connection is attempted."""
+    """Every form, stored, is refused where it is used, and no connection is attempted."""
     settings.WEBHOOKS_ALLOW_LOOPBACK = False
-    accepted = listener.accepted
-    error = caller(community, _url(case, listener, network), settings)
-    assert "refused" in error or "not an http(s) URL" in error
-    assert case.reason in error
-    assert network.connects == []
-    assert listener.accepted == accepted
+    call = caller(community, settings)
+    accepted_before = listener.accepted
+
+    def check(case: Case, url: str) -> list[str]:
+        accepted = listener.accepted
+        error = call(url)
+        problems = []
+        if "refused" not in error and "not an http(s) URL" not in error:
+            problems.append(f"not refused: {error!r}")
+        elif case.reason not in error:
+            problems.append(f"refused, but not for {case.reason!r}: {error!r}")
+        if network.connects:
+            problems.append(f"connects attempted: {network.connects}")
+        if listener.accepted != accepted:
+            problems.append(f"the loopback listener accepted {listener.accepted - accepted}")
+        return problems
+
+    failures = each_form(network, listener, check)
+    assert failures == [], _report(failures)
+    assert listener.accepted == accepted_before
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_a_global_address_is_called_at_that_address(caller: Callable[..., str],
+def test_a_global_address_is_called_at_that_address(caller: Callable[..., Call],
                                                     community: Community, settings,
                                                     network: FakeNetwork) -> None:
     """A public name passes, and the one connection goes to the address it resolved to."""
     network.answer(PUBLIC, PUBLIC_ADDRESS)
-    error = caller(community, f"https://{PUBLIC}:8443/hook", settings)
+    error = caller(community, settings)(f"https://{PUBLIC}:8443/hook")
     assert "refused" not in error  # it got as far as the network
     assert network.connects[-1:] == [(PUBLIC_ADDRESS, 8443)]
     assert set(network.connects) == {(PUBLIC_ADDRESS, 8443)}
 
 
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[HttpServer]:
+    """One local HTTP server for the module: stopping one takes half a second."""
+    server = HttpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver(http_server: HttpServer) -> Receiver:
+    """The module's server, its record emptied and its answers reset, for this test alone."""
+    state = http_server.state
+    state.requests = []
+    state.status, state.delay, state.redirect_to, state.respond = 200, 0.0, None, None
+    return state
+
+
 @pytest.mark.parametrize("caller", CALLERS)
-def test_the_checked_address_is_the_address_called(caller: Callable[..., str],
+def test_the_checked_address_is_the_address_called(caller: Callable[..., Call],
                                                    community: Community, settings, receiver,
                                                    network: FakeNetwork) -> None:
     """A name looked up once: a second answer (DNS rebinding to 10.0.0.1) is never asked.
@@ -500,19 +613,19 @@ def test_the_checked_address_is_the_address_called(caller: Callable[..., str],
     port = int(receiver.base_url.rsplit(":", 1)[1])
     receiver.status = 500  # every caller records a failure, which _escalate and co expect
     network.answer_in_turn("hooks.rebind.test", ["127.0.0.1"], ["10.0.0.1"])
-    caller(community, f"http://hooks.rebind.test:{port}/hook", settings)
+    caller(community, settings)(f"http://hooks.rebind.test:{port}/hook")
     assert network.lookups.count("hooks.rebind.test") == 1
     assert {a[0] for a in network.connects} == {"127.0.0.1"}
     assert [r.headers["Host"] for r in receiver.requests] == [f"hooks.rebind.test:{port}"]
 
 
 @pytest.mark.parametrize("caller", [p for p in CALLERS if p.id != "webhook"])
-def test_redirects_are_not_followed(caller: Callable[..., str], community: Community,
+def test_redirects_are_not_followed(caller: Callable[..., Call], community: Community,
                                     settings, receiver, network: FakeNetwork) -> None:
     """Slack, alerts and push take a redirect as an answer, never as a place to go."""
     settings.WEBHOOKS_ALLOW_LOOPBACK = True
     receiver.redirect_to = "http://10.0.0.1/internal"
-    caller(community, f"{receiver.base_url}/hook", settings)
+    caller(community, settings)(f"{receiver.base_url}/hook")
     assert len(receiver.requests) == 1
     assert all(a[0] == "127.0.0.1" for a in network.connects)
 
