@@ -4,6 +4,9 @@ The walks derive what they check from the site itself (`site._registry`, `site.a
 `site.get_urls()`), so an action or page added later without a permission check fails here
 without anyone adding it to a list. A refusal must change nothing: every table is compared
 before and after, and no Celery message may be published (runs, charges, deliveries).
+
+Each walk is one test whose cases (an action, a page) each run in a savepoint rolled back
+after it, on the rows the test made once; the failures are collected and named together.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from django.contrib import admin
 from django.contrib.admin import AdminSite, ModelAdmin
 from django.contrib.auth.models import Permission, User
 from django.contrib.sessions.models import Session
-from django.db import models
+from django.db import connection, models
 from django.test import Client, RequestFactory
 from django.urls import URLPattern, reverse
 from django.utils import timezone
@@ -35,6 +38,7 @@ from communities.models import Community, Member
 from moderation.models import Escalation, Flag
 from monitoring.models import Alert
 from notifications.models import DigestDelivery, Notification, PushDevice
+from tests.dashboard.helpers import case, report, same_login
 
 pytestmark = pytest.mark.django_db
 site: AdminSite = admin.site
@@ -211,10 +215,25 @@ def rows(community: Community, other_community: Community,
 # ---------------------------------------------------------------- what must not change
 
 
-def everything() -> dict[str, list[dict]]:
-    """Every table's rows (sessions aside: a request may touch its own)."""
-    return {model._meta.label: list(model.objects.order_by("pk").values())
-            for model in apps.get_models() if model is not Session}
+def digest_query() -> tuple[list[str], str]:
+    """Every table of the database (sessions aside: a request may touch its own) and one
+    query giving a digest of each one's rows: any insert, update or delete changes it."""
+    with connection.cursor() as cursor:
+        names = sorted(set(connection.introspection.table_names(cursor))
+                       - {Session._meta.db_table})
+    assert {m._meta.db_table for m in apps.get_models(include_auto_created=True)
+            if m._meta.managed and m is not Session} <= set(names)
+    quote = connection.ops.quote_name
+    return names, "SELECT " + ", ".join(
+        f"(SELECT md5(coalesce(string_agg(r::text, '|' ORDER BY r::text), '')) "
+        f"FROM {quote(name)} r)" for name in names)
+
+
+def everything(names: list[str], query: str) -> dict[str, str]:
+    """The digest of every table, by table name."""
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        return dict(zip(names, cursor.fetchone(), strict=True))
 
 
 @pytest.fixture
@@ -234,15 +253,16 @@ def published() -> Iterator[list[str]]:
 def unchanged(published: list[str], django_capture_on_commit_callbacks
               ) -> Callable[[Callable[[], Any]], list[Any]]:
     """Run requests (their on-commit work included) and assert they changed nothing."""
+    tables = digest_query()
 
     def check(send: Callable[[], Any]) -> list[Any]:
-        runs, before = JobRun.objects.count(), everything()
+        runs, before, sent = JobRun.objects.count(), everything(*tables), len(published)
         with django_capture_on_commit_callbacks(execute=True):
             responses = send()
         assert JobRun.objects.count() == runs, "a run was queued"
-        assert published == [], f"published {published}"
-        after = everything()
-        changed = [label for label in before if before[label] != after[label]]
+        assert published[sent:] == [], f"published {published[sent:]}"
+        after = everything(*tables)
+        changed = [table for table in before if before[table] != after[table]]
         assert not changed, f"changed: {changed}"
         return responses
 
@@ -252,58 +272,71 @@ def unchanged(published: list[str], django_capture_on_commit_callbacks
 # ---------------------------------------------------------------- every action
 
 
-@pytest.mark.parametrize("model, name", ACTIONS, ids=action_id)
-def test_every_action_declares_permissions(model: type[models.Model], name: str) -> None:
+def test_every_action_declares_permissions() -> None:
     """`@admin.action(permissions=[...])` on every action, each backed by a has_*_permission."""
-    model_admin = site._registry[model]
-    func, _, _ = model_admin.get_action(name)
-    allowed = getattr(func, "allowed_permissions", ())
-    assert allowed, f"{model._meta.label} action {name} declares no permissions"
-    for permission in allowed:
-        assert callable(getattr(model_admin, f"has_{permission}_permission", None))
+    failures: list[str] = []
+    for model, name in ACTIONS:
+        with case(f"{action_id(model)} action {name}", failures):
+            model_admin = site._registry[model]
+            func, _, _ = model_admin.get_action(name)
+            allowed = getattr(func, "allowed_permissions", ())
+            assert allowed, "declares no permissions"
+            for permission in allowed:
+                assert callable(getattr(model_admin, f"has_{permission}_permission", None)), (
+                    f"no has_{permission}_permission")
+    assert not failures, report(failures, len(ACTIONS))
 
 
-@pytest.mark.parametrize("model, name", ACTIONS, ids=action_id)
 def test_view_only_staff_can_neither_see_nor_forge_an_action(
-        rows, view_only: User, no_perms: User, unchanged, model: type[models.Model],
-        name: str) -> None:
+        rows, view_only: User, no_perms: User, unchanged) -> None:
     """A user who may only look is not offered the action, and a forged POST of it runs
     nothing; a staff user without any permission gets 403 from the changelist."""
-    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-    pk = rows[model].pk if model in rows else model.objects.first().pk
     viewer, nobody = login(view_only), login(no_perms)  # logging in writes last_login
-    page = viewer.get(url)
-    assert page.status_code == 200
-    form = page.context["action_form"]
-    offered = [value for value, _ in form.fields["action"].choices] if form else []
-    assert name not in offered
-    forged = {"action": name, "_selected_action": [pk], "post": "yes"}
+    failures: list[str] = []
+    for model, name in ACTIONS:
+        with case(f"{action_id(model)} action {name}", failures):
+            url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+            pk = rows[model].pk if model in rows else model.objects.first().pk
+            forged = {"action": name, "_selected_action": [pk], "post": "yes"}
+            looker, stranger = same_login(viewer), same_login(nobody)
 
-    def send() -> list[Any]:
-        return [viewer.post(url, {**forged, "index": "0"}),  # the list's action bar
-                viewer.post(url, forged),  # a confirmation page's form
-                nobody.post(url, forged)]
+            def send(url=url, forged=forged, looker=looker, stranger=stranger) -> list[Any]:
+                return [looker.post(url, {**forged, "index": "0"}),  # the list's action bar
+                        looker.post(url, forged),  # a confirmation page's form
+                        stranger.post(url, forged)]
 
-    first, second, refused = unchanged(send)
-    assert refused.status_code == 403
-    for response in (first, second):
-        # The list again (the user has no action at all), or back with the admin's refusal.
-        assert response.status_code in (200, 302)
-        if response.status_code == 302:
-            told = [str(m) for m in viewer.get(response["Location"]).context["messages"]]
-            assert told == ["No action selected."]
+            first, second, refused = unchanged(send)
+            assert refused.status_code == 403
+            for response in (first, second):
+                # The list again (the user has no action at all), or back to it with the
+                # admin's refusal. Either way the list the user sees does not offer it.
+                assert response.status_code in (200, 302)
+                page = response
+                if response.status_code == 302:
+                    page = looker.get(response["Location"])
+                    told = [str(m) for m in page.context["messages"]]
+                    assert told == ["No action selected."]
+                assert page.status_code == 200
+                form = page.context["action_form"]
+                offered = [value for value, _ in form.fields["action"].choices] if form else []
+                assert name not in offered, "offered to a view-only user"
+    assert not failures, report(failures, len(ACTIONS))
 
 
-@pytest.mark.parametrize("model, name", ACTIONS, ids=action_id)
-def test_every_action_is_available_to_someone(admin_user: User, model: type[models.Model],
-                                              name: str) -> None:
+def test_every_action_is_available_to_someone(admin_user: User) -> None:
     """A permission nobody can hold would hide an action for good: a superuser sees each,
     except deleting where the model admin forbids deletion outright."""
     request = RequestFactory().get("/")
     request.user = admin_user
-    model_admin = site._registry[model]
-    expected = name != "delete_selected" or model_admin.has_delete_permission(request)
-    assert (name in model_admin.get_actions(request)) == expected
+    failures: list[str] = []
+    for model, name in ACTIONS:
+        with case(f"{action_id(model)} action {name}", failures):
+            model_admin = site._registry[model]
+            expected = name != "delete_selected" or model_admin.has_delete_permission(request)
+            assert (name in model_admin.get_actions(request)) == expected, (
+                "hidden from a superuser" if expected else "offered though deletion is "
+                                                           "forbidden")
+    assert not failures, report(failures, len(ACTIONS))
 
 
 def test_the_walk_covers_every_action_a_superuser_sees(admin_user: User) -> None:
@@ -346,29 +379,36 @@ def test_the_site_has_the_custom_pages_we_expect() -> None:
                                                 "dashboard_action", "dashboard_history"}
 
 
-@pytest.mark.parametrize("pattern", custom_urls(), ids=lambda p: p.name)
 def test_every_custom_page_refuses_who_lacks_its_permission(
         rows, view_only: User, no_perms: User, community: Community,
-        other_community: Community, unchanged, pattern: URLPattern) -> None:
+        other_community: Community, unchanged) -> None:
     """Anonymous: to the login page. Staff without permissions: 403 (405 for a method the
     page does not answer). View-only staff may read pages but no POST of theirs is taken.
     Nothing changes either way."""
-    url = path_of(pattern)
     posts = bodies(community, other_community)
-    clients = {"anonymous": login(None), "nobody": login(no_perms), "viewer": login(view_only)}
+    nobody, viewer = login(no_perms), login(view_only)
+    failures: list[str] = []
+    patterns = custom_urls()
+    for pattern in patterns:
+        with case(f"page {pattern.name}", failures):
+            url = path_of(pattern)
+            clients = {"anonymous": login(None), "nobody": same_login(nobody),
+                       "viewer": same_login(viewer)}
 
-    def send() -> dict[str, list[Any]]:
-        return {who: [client.get(url)] + [client.post(url, body) for body in posts]
-                for who, client in clients.items()}
+            def send(url=url, clients=clients) -> dict[str, list[Any]]:
+                return {who: [client.get(url)] + [client.post(url, body) for body in posts]
+                        for who, client in clients.items()}
 
-    sent = unchanged(send)
-    for response in sent["anonymous"]:
-        assert response.status_code == 302 and "/admin/login/" in response["Location"]
-    codes = {response.status_code for response in sent["nobody"]}
-    assert 403 in codes and codes <= {403, 405}
-    get, *viewer_posts = sent["viewer"]
-    assert get.status_code in (200, 405)
-    assert {response.status_code for response in viewer_posts} <= {403, 405}
+            sent = unchanged(send)
+            for response in sent["anonymous"]:
+                assert response.status_code == 302 and "/admin/login/" in response["Location"]
+            codes = {response.status_code for response in sent["nobody"]}
+            assert 403 in codes and codes <= {403, 405}, f"nobody: {codes}"
+            get, *viewer_posts = sent["viewer"]
+            assert get.status_code in (200, 405), f"viewer: GET {get.status_code}"
+            codes = {response.status_code for response in viewer_posts}
+            assert codes <= {403, 405}, f"viewer: POST {codes}"
+    assert not failures, report(failures, len(patterns))
 
 
 @pytest.mark.parametrize("url_name, needed", [

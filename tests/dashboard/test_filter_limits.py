@@ -11,12 +11,15 @@ import itertools
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from automation.input_limits import RANGE_TEXT
 from automation.models import AuditEntry, CommunityAutomationSetting, JobRun
 from communities.models import Community
+
+from .helpers import case, logged_in, report, same_login
 
 pytestmark = pytest.mark.django_db
 DASH = "/admin/dashboard/"
@@ -33,7 +36,7 @@ PAGES = {DASH: ["window", "category"], HISTORY: ["window", "community", "start",
 
 
 def shown(value: object) -> str:
-    """A short, printable test id for a parameter value."""
+    """A short, printable label for a parameter value."""
     text = ascii(value)[1:-1] if isinstance(value, str) else str(value)
     return text if len(text) <= 24 else f"{text[:12]}…({len(text)} chars)"
 
@@ -48,19 +51,26 @@ def state() -> tuple:
             JobRun.objects.count(), AuditEntry.objects.count())
 
 
-@pytest.mark.parametrize("url, name, value", [
-    (url, name, value) for url, names in PAGES.items()
-    for name, value in itertools.product(names, EXTREMES)], ids=shown)
-def test_every_filter_survives_extreme_values(admin_client: Client, community: Community,
-                                              url: str, name: str, value: str) -> None:
-    """Each parameter of each page, alone: the page, with a message if the value is refused."""
-    response = admin_client.get(url, {name: value})
-    assert response.status_code == 200
-    refused = messages_of(response)
-    assert len(refused) <= 1
-    if refused:
-        assert refused[0].startswith("Filter ignored — ")
-        assert "\x00" not in refused[0]  # control characters are echoed escaped
+def test_every_filter_survives_extreme_values(admin_user: User, community: Community) -> None:
+    """Each parameter of each page, alone: the page, with a message if the value is refused.
+
+    Every (page, parameter, value) is a case of its own (a fresh client, Redis flushed, the
+    database rolled back after it); the failures are collected and named together.
+    """
+    admin = logged_in(admin_user)
+    failures: list[str] = []
+    cases = [(url, name, value) for url, names in PAGES.items()
+             for name, value in itertools.product(names, EXTREMES)]
+    for url, name, value in cases:
+        with case(f"GET {url}?{name}={shown(value)}", failures):
+            response = same_login(admin).get(url, {name: value})
+            assert response.status_code == 200
+            refused = messages_of(response)
+            assert len(refused) <= 1, refused
+            if refused:
+                assert refused[0].startswith("Filter ignored — "), refused
+                assert "\x00" not in refused[0]  # control characters are echoed escaped
+    assert not failures, report(failures, len(cases))
 
 
 @pytest.mark.parametrize("query, expected", [
@@ -121,30 +131,38 @@ def test_running_fragment_ignores_any_query(admin_client: Client) -> None:
         assert 'data-figure="running-count">0<' in response.content.decode()
 
 
-@pytest.mark.parametrize("name, value", list(itertools.product(
-    ["job", "op", "community", "next"], EXTREMES)), ids=shown)
 def test_action_fields_with_extreme_values_change_nothing_wrongly(
-        admin_client: Client, community: Community, name: str, value: str) -> None:
+        admin_user: User, community: Community) -> None:
     """Each action field, alone made extreme, in a disable that is otherwise valid: refused
     with a message (nothing changed), or — for a `next` that is merely off-site or odd —
-    done and sent back to the dashboard."""
-    before = state()
-    data = {"job": "test_sleep", "op": "disable", "community": community.slug, "next": DASH,
-            name: value}
-    response = admin_client.post(reverse("admin:dashboard_action"), data)
-    assert response.status_code == 302
-    location = response["Location"]
-    assert location.startswith("/") and not location.startswith("//")
-    assert not any(ord(c) < 32 for c in location)
-    follow = admin_client.get(location) if location.startswith(DASH) else None
-    told = messages_of(follow) if follow is not None else []
-    if state() == before:
-        assert told and told[0].startswith("Nothing done — "), told
-        assert "\x00" not in told[0]
-    else:  # the only field that may be odd and still valid is where to go back to
-        assert name == "next" or (name == "community" and value == " "), (name, value)
-        assert not CommunityAutomationSetting.objects.get(community=community,
-                                                         job_name="test_sleep").enabled
+    done and sent back to the dashboard. Each (field, value) is a case of its own, as above:
+    the setting is enabled again when the next case starts. The valid `next` is the history
+    page, whose action forms send it (and which is quicker to follow than the overview)."""
+    admin = logged_in(admin_user)
+    failures: list[str] = []
+    cases = list(itertools.product(["job", "op", "community", "next"], EXTREMES))
+    for name, value in cases:
+        with case(f"POST {name}={shown(value)}", failures):
+            client = same_login(admin)
+            before = state()
+            data = {"job": "test_sleep", "op": "disable", "community": community.slug,
+                    "next": HISTORY, name: value}
+            response = client.post(reverse("admin:dashboard_action"), data)
+            assert response.status_code == 302
+            location = response["Location"]
+            assert location.startswith("/") and not location.startswith("//"), location
+            assert not any(ord(c) < 32 for c in location), location
+            follow = client.get(location) if location.startswith(DASH) else None
+            assert follow is None or follow.status_code == 200, follow
+            told = messages_of(follow) if follow is not None else []
+            if state() == before:
+                assert told and told[0].startswith("Nothing done — "), told
+                assert "\x00" not in told[0]
+            else:  # the only field that may be odd and still valid is where to go back to
+                assert name == "next" or (name == "community" and value == " "), told
+                assert not CommunityAutomationSetting.objects.get(community=community,
+                                                                 job_name="test_sleep").enabled
+    assert not failures, report(failures, len(cases))
 
 
 def test_action_names_the_refused_field(admin_client: Client, community: Community) -> None:
