@@ -17,8 +17,8 @@ from django.test import Client
 from django.utils import timezone
 
 from api.models import ApiKey
-from automation.bounded_json import nesting_exceeds
 from automation import operations
+from automation.bounded_json import nesting_exceeds
 from automation.connections import get_redis
 from automation.input_limits import RANGE_TEXT
 from automation.models import AuditEntry, CommunityAutomationSetting, JobRun
