@@ -37,6 +37,9 @@ class DailyRollupAdmin(admin.ModelAdmin):
     readonly_fields = ["community", "date", "event_type", "count", "distinct_members",
                        "updated_at"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every field is read-only: a row can only be computed, not typed in
+
 
 @admin.register(DailyReport)
 class DailyReportAdmin(admin.ModelAdmin):
@@ -48,6 +51,9 @@ class DailyReportAdmin(admin.ModelAdmin):
     readonly_fields = ["community", "date", "events_total", "active_members", "new_members",
                        "by_type", "generated_at"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every field is read-only: a row can only be computed, not typed in
+
 
 @admin.register(MonthlyUsageSummary)
 class MonthlyUsageSummaryAdmin(admin.ModelAdmin):
@@ -57,6 +63,9 @@ class MonthlyUsageSummaryAdmin(admin.ModelAdmin):
     list_select_related = ["community"]
     readonly_fields = ["community", "month", "events_total", "active_members", "active_days",
                        "new_members", "peak_day", "peak_day_events", "by_type", "generated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every field is read-only: a row can only be computed, not typed in
 
 
 @admin.register(MemberBadge)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from typing import Any
 
+from celery.schedules import ParseException
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
@@ -12,9 +13,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
+from django_celery_beat.admin import CrontabScheduleAdmin as StockCrontabScheduleAdmin
 from django_celery_beat.admin import PeriodicTaskAdmin as StockPeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.admin import PeriodicTaskForm as StockPeriodicTaskForm
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from .bounded_json import BoundedJSONFormField, JSONRefused, loads
 from .errors import InvalidJobParams
 from .models import AuditEntry, CommunityAutomationSetting, JobRun
 from .operations import OperationRefused, trigger
@@ -146,12 +150,49 @@ class JobRunAdmin(admin.ModelAdmin):
         return (obj.error_message[:80] + "…") if len(obj.error_message) > 80 else obj.error_message
 
 
+class PeriodicTaskForm(StockPeriodicTaskForm):
+    """The stock form, answering hostile input with form errors: its clean() reads
+    cleaned_data["task"] (a KeyError once the field has failed, e.g. too long) and its
+    args/kwargs check parses with json (RecursionError on deep nesting)."""
+
+    def clean(self) -> dict[str, Any]:
+        if "task" not in self.cleaned_data and not self.cleaned_data.get("regtask"):
+            return forms.ModelForm.clean(self)  # the task field's own error stands
+        return super().clean()
+
+    def _clean_json(self, field: str) -> str:
+        value = self.cleaned_data[field]
+        try:
+            loads(value, max_depth=BoundedJSONFormField.max_depth, bound_ints=False)
+        except JSONRefused as exc:
+            raise forms.ValidationError("Unable to parse JSON: %(reason)s",
+                                        params={"reason": str(exc)}) from None
+        return value
+
+
+admin.site.unregister(CrontabSchedule)
+
+
+@admin.register(CrontabSchedule)
+class CrontabScheduleAdmin(StockCrontabScheduleAdmin):
+    @admin.display(description="human readable")
+    def human_readable(self, obj: CrontabSchedule) -> str:
+        # A form with errors is shown again with its invalid values on `obj`, which celery's
+        # parser refuses with ParseException (not the ValueError the model catches).
+        try:
+            return obj.human_readable
+        except (ParseException, ValueError):
+            return "(invalid)"
+
+
 admin.site.unregister(PeriodicTask)
 
 
 @admin.register(PeriodicTask)
 class PeriodicTaskAdmin(StockPeriodicTaskAdmin):
     """Beat rows; those derived from community settings are read-only here."""
+
+    form = PeriodicTaskForm
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         if obj is not None and is_tenant_task(obj):

@@ -47,6 +47,9 @@ class EmailBounceAdmin(admin.ModelAdmin):
     readonly_fields = ["community", "member", "email", "kind", "smtp_code", "message", "source",
                        "occurred_at"]
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # every field is read-only: bounces are recorded, not typed in
+
 
 @admin.register(EmailSuppression)
 class EmailSuppressionAdmin(admin.ModelAdmin):
