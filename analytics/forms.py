@@ -54,40 +54,40 @@ class PlatformDateTimeField(forms.DateTimeField):
                 check_date(value.astimezone(UTC), label=f"{label} (in UTC)")
 
 
-class MonthField(forms.CharField):
-    """A month as YYYY-MM within the platform's range; cleaned to that label ("" if none)."""
+class _PeriodLabelField(forms.CharField):
+    """A period written as a label, within the platform's range; cleaned to its canonical
+    label ("" if none). Subclasses say how to read one."""
 
     def __init__(self, **kwargs: Any) -> None:
         # Room for a near miss ("2026-3-1"), which the parser names better than a length.
         kwargs.setdefault("max_length", LABEL_MAX_LENGTH)
         super().__init__(**kwargs)
 
-    def clean(self, value: Any) -> str:
-        label = super().clean(value)
-        if not label:
-            return ""
-        try:
-            return f"{parse_month(label):%Y-%m}"
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc), code="invalid") from exc
-
-
-class IsoWeekField(forms.CharField):
-    """An ISO week such as 2026-W48 within the platform's range; cleaned to its label."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        # Room for a near miss ("2026-3-1"), which the parser names better than a length.
-        kwargs.setdefault("max_length", LABEL_MAX_LENGTH)
-        super().__init__(**kwargs)
+    def canonical(self, label: str) -> str:
+        raise NotImplementedError
 
     def clean(self, value: Any) -> str:
         label = super().clean(value)
         if not label:
             return ""
         try:
-            return period_label(parse_period(label))
+            return self.canonical(label)
         except ValueError as exc:
             raise forms.ValidationError(str(exc), code="invalid") from exc
+
+
+class MonthField(_PeriodLabelField):
+    """A month as YYYY-MM, such as 2026-11."""
+
+    def canonical(self, label: str) -> str:
+        return f"{parse_month(label):%Y-%m}"
+
+
+class IsoWeekField(_PeriodLabelField):
+    """An ISO week such as 2026-W48."""
+
+    def canonical(self, label: str) -> str:
+        return period_label(parse_period(label))
 
 
 def as_date(value: date | str | None) -> date | None:
