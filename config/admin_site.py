@@ -41,25 +41,18 @@ class AutomationAdminSite(admin.AdminSite):
                      ) -> list[dict[str, Any]]:
         # Each page is listed only to those it would not answer 403.
         app_list = super().get_app_list(request, app_label)
+        pages = [("Jobs (registry)", "JobRegistry", "admin:job_registry", REGISTRY_PERM),
+                 ("Operations dashboard", "OperationsDashboard", "admin:dashboard",
+                  DASHBOARD_PERM)]
         for app in app_list:
-            if app["app_label"] == "automation":
-                if request.user.has_perm(REGISTRY_PERM):
+            if app["app_label"] != "automation":
+                continue
+            for name, object_name, url_name, perm in pages:
+                if request.user.has_perm(perm):
                     app["models"].insert(0, {
-                        "name": "Jobs (registry)",
-                        "object_name": "JobRegistry",
-                        "admin_url": reverse("admin:job_registry", current_app=self.name),
-                        "add_url": None,
-                        "view_only": True,
-                        "perms": {"view": True},
-                    })
-                if request.user.has_perm(DASHBOARD_PERM):
-                    app["models"].insert(0, {
-                        "name": "Operations dashboard",
-                        "object_name": "OperationsDashboard",
-                        "admin_url": reverse("admin:dashboard", current_app=self.name),
-                        "add_url": None,
-                        "view_only": True,
-                        "perms": {"view": True},
+                        "name": name, "object_name": object_name,
+                        "admin_url": reverse(url_name, current_app=self.name),
+                        "add_url": None, "view_only": True, "perms": {"view": True},
                     })
         return app_list
 
