@@ -35,9 +35,12 @@ from tests.dashboard.helpers import case, report, same_login
 pytestmark = pytest.mark.django_db
 site: AdminSite = admin.site
 
+# One value per class (each POST re-renders every form, so values are the walk's cost):
+# control characters, out-of-range numbers, the calendar's ends, long text, JSON holding
+# NUL and JSON too deep to parse recursively. The API and params tests try many more.
 HOSTILE = [
-    "a\x00b", "\x1b[31m", "9" * 40, "-1", "0001-01-01", "9999-12-31", "9999-12-31 23:59:59",
-    "x" * 5000, '{"a": "\\u0000"}', "[" * 5000 + "]" * 5000, "NaN", "1e400",
+    "a\x00b", "9" * 40, "-1", "0001-01-01", "9999-12-31 23:59:59", "x" * 5000,
+    '{"a": "\\u0000"}', "[" * 5000 + "]" * 5000,
 ]
 # Fields whose hostile value would only change what is validated, not test a value: a
 # row marked for deletion is not cleaned at all.
