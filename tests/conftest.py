@@ -8,11 +8,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db.backends.postgresql.operations import DatabaseOperations
 
 from automation.connections import get_redis
 from communities.models import Community
@@ -20,27 +18,6 @@ from communities.models import Community
 from .servers import HttpServer, Receiver, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session", autouse=True)
-def flush_by_delete() -> Iterator[None]:
-    """After each transactional test the tables are emptied with DELETE, not Django's
-    TRUNCATE: the same empty tables, in milliseconds rather than the second or two a
-    TRUNCATE of every table takes (it replaces and syncs the files of each). Foreign keys
-    are deferrable on PostgreSQL (Django makes them so), so the order does not matter."""
-    truncate = DatabaseOperations.sql_flush
-
-    def delete(self: DatabaseOperations, style: Any, tables: Any, *,
-               reset_sequences: bool = False, allow_cascade: bool = False) -> list[str]:
-        if reset_sequences or allow_cascade:  # a subset of the tables: Django's way
-            return truncate(self, style, tables, reset_sequences=reset_sequences,
-                            allow_cascade=allow_cascade)
-        return ["SET CONSTRAINTS ALL DEFERRED",
-                *(f"DELETE FROM {self.quote_name(table)}" for table in tables)]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(DatabaseOperations, "sql_flush", delete)
-        yield
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +29,7 @@ def clean_redis() -> Iterator[None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     # Drop what the test left queued before its data is flushed: the session's worker would
-    # otherwise run it against rows that are being deleted (deadlocks, stray runs).
+    # otherwise run it against rows that are being truncated (deadlocks, stray runs).
     get_redis().flushdb()
     return (yield)
 
